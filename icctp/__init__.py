@@ -1,0 +1,1 @@
+"""ICCTP and baseline visual-token selection as batched, pure-torch functions (no Ray, no IO)."""

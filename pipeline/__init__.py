@@ -1,0 +1,1 @@
+"""ICCTP-Eval pipeline: benchmarks, model adapter, Ray Data stages, evaluators, reports."""
