@@ -1,0 +1,172 @@
+"""One evaluation run: manifest in, run directory out.
+
+The data path, top to bottom::
+
+    prepare (driver, per benchmark: HF split → inputs/benchmark=*/shard-*.parquet)
+      → read_parquet → repartition(block_rows) → [PendingFilter on resume]
+      → nouns (CPU actors) → vlm (model actors, GPU or CPU) → write (atomic part files)
+      → score (driver, polars) → metrics.parquet, report.md
+
+Run directory: ``run.json``, ``inputs/``, ``predictions/benchmark=*/method=*/budget=*/``,
+``metrics.parquet``, ``report.md``. Rerunning with the same directory resumes: finished rows
+are skipped, nothing is lost or duplicated.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import subprocess
+import sys
+import uuid
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+import polars as pl
+
+from pipeline.fixtures import tiny_model_path
+from pipeline.manifest import FIXTURE_PREFIX, Manifest
+from pipeline.stages.nouns import NounStage
+from pipeline.stages.prepare import prepare_benchmark
+from pipeline.stages.resume import PendingFilter, scan_done
+from pipeline.stages.score import check_complete, read_predictions, score_predictions
+from pipeline.stages.vlm import VLMStage, variant_key
+from pipeline.stages.write import WriteStage
+
+log = logging.getLogger(__name__)
+PACKAGES = ("icctp-eval", "torch", "transformers", "ray", "spacy", "datasets", "pyarrow", "polars")
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    rows_written: int
+    rows_total: int
+    metrics: pl.DataFrame
+    report: Path | None
+
+
+def resolve_model_path(path: str) -> str:
+    if path.startswith(FIXTURE_PREFIX):
+        return str(tiny_model_path(path[len(FIXTURE_PREFIX):]))
+    return path
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                             cwd=Path(__file__).parent, timeout=10)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _versions() -> dict[str, str]:
+    out = {}
+    for p in PACKAGES:
+        try:
+            out[p] = metadata.version(p)
+        except metadata.PackageNotFoundError:
+            pass
+    out["python"] = sys.version.split()[0]
+    return out
+
+
+def open_run(manifest: Manifest, run_dir: Path, limit: int | None) -> dict:
+    """Create ``run.json`` or, on resume, check the directory belongs to the same manifest."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / "run.json"
+    resolved = manifest.model_dump(mode="json")
+    if path.exists():
+        info = json.loads(path.read_text())
+        if info["manifest"] != resolved or info.get("limit") != limit:
+            raise ValueError(
+                f"{run_dir} holds a run of a different manifest or --limit; resume only with the same "
+                "arguments, or choose a new --output"
+            )
+        info["resumed"] = info.get("resumed", 0) + 1
+    else:
+        info = {"run_id": uuid.uuid4().hex[:12], "manifest": resolved, "limit": limit,
+                "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "resumed": 0}
+    info.update(git_commit=_git_commit(), versions=_versions())
+    path.write_text(json.dumps(info, indent=2))
+    return info
+
+
+def init_ray(address: str | None) -> None:
+    """Connect to ``address``; ``None`` → the running cluster if any (``auto``), else start a local Ray."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    if address == "local":
+        ray.init(include_dashboard=False, logging_level=logging.WARNING)
+        return
+    try:
+        ray.init(address=address or "auto", logging_level=logging.WARNING)
+    except ConnectionError:
+        if address:
+            raise
+        ray.init(include_dashboard=False, logging_level=logging.WARNING)
+
+
+def run_eval(manifest: Manifest, run_dir: Path, *, limit: int | None = None, address: str | None = None) -> RunResult:
+    import ray
+
+    run_dir = Path(run_dir).resolve()
+    info = open_run(manifest, run_dir, limit)
+    compute = manifest.compute
+    prepared = {
+        name: prepare_benchmark(name, src, run_dir / "inputs" / f"benchmark={name}", compute.shard_rows, limit)
+        for name, src in manifest.benchmarks.items()
+    }
+    info["datasets"] = prepared
+    (run_dir / "run.json").write_text(json.dumps(info, indent=2))
+    expected = {name: rec["n_rows"] for name, rec in prepared.items()}
+
+    variants = [{"label": m.name, "method": m.method, "budget": b, "params": dict(m.params)}
+                for m, b in manifest.variants()]
+    keys = [variant_key(v["label"], v["budget"]) for v in variants]
+    predictions_dir = run_dir / "predictions"
+    done = scan_done(predictions_dir)
+    total = sum(expected.values()) * len(keys)
+    written = 0
+    if len(done) < total:
+        init_ray(address)
+        files = sorted(str(p) for p in (run_dir / "inputs").glob("benchmark=*/shard-*.parquet"))
+        ds = ray.data.read_parquet(files, partitioning=None, num_cpus=0.25)
+        ds = ds.repartition(target_num_rows_per_block=compute.block_rows)
+        if done:
+            ds = ds.map_batches(PendingFilter, fn_constructor_args=(done, keys), batch_format="pyarrow",
+                                batch_size=None, concurrency=1, num_cpus=0.25)
+        ds = ds.map_batches(NounStage, batch_format="pyarrow", batch_size=compute.block_rows,
+                            concurrency=compute.nouns_actors, num_cpus=compute.nouns_num_cpus)
+        ds = ds.map_batches(
+            VLMStage,
+            fn_constructor_kwargs=dict(model_path=resolve_model_path(manifest.model.path), variants=variants,
+                                       run_id=info["run_id"], max_new_tokens=manifest.generation.max_new_tokens,
+                                       dtype=manifest.model.dtype),
+            batch_format="pyarrow", batch_size=compute.batch_size, concurrency=compute.vlm_actors,
+            num_cpus=compute.vlm_num_cpus, num_gpus=compute.num_gpus or None,
+        )
+        ds = ds.map_batches(WriteStage, fn_constructor_args=(str(predictions_dir),), batch_format="pyarrow",
+                            batch_size=None, concurrency=1, num_cpus=0.25)
+        for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
+            written += sum(batch.column("n").to_pylist())
+
+    preds = read_predictions(predictions_dir)
+    check_complete(preds, expected, [(v["label"], v["budget"]) for v in variants])
+    metrics = score_predictions(preds)
+    metrics.write_parquet(run_dir / "metrics.parquet")
+    report = _write_report(run_dir)
+    info["finished"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    (run_dir / "run.json").write_text(json.dumps(info, indent=2))
+    return RunResult(run_dir, written, preds.height, metrics, report)
+
+
+def _write_report(run_dir: Path) -> Path:
+    from pipeline.report import write_report
+
+    return write_report(run_dir)
+

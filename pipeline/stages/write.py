@@ -1,0 +1,51 @@
+"""write: prediction rows → ``predictions/benchmark=*/method=*/budget=*/part-*.parquet``.
+
+Each (benchmark, method, budget) group of a block becomes one file, written atomically (temp
+file + rename) under a name derived from its content (the sorted sample ids), so a retried
+task rewrites the same file instead of adding a duplicate, and a killed run leaves only
+complete files behind (plus temp files that ``resume.scan_done`` removes).
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pipeline.stages.prepare import write_atomic
+
+SUMMARY_SCHEMA = pa.schema(
+    [("benchmark", pa.string()), ("method", pa.string()), ("budget", pa.int32()),
+     ("n", pa.int64()), ("n_errors", pa.int64()), ("path", pa.string())]
+)
+
+
+def partition_dir(root: Path, benchmark: str, method: str, budget: int) -> Path:
+    return root / f"benchmark={benchmark}" / f"method={method}" / f"budget={budget}"
+
+
+class WriteStage:
+    """Writes one block of prediction rows; returns one summary row per file written."""
+
+    def __init__(self, predictions_dir: str):
+        self.root = Path(predictions_dir)
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        summary = []
+        keys = batch.select(["benchmark", "method", "budget"]).to_pylist()
+        for key in sorted({tuple(k.values()) for k in keys}):
+            benchmark, method, budget = key
+            mask = pc.and_(
+                pc.and_(pc.equal(batch["benchmark"], benchmark), pc.equal(batch["method"], method)),
+                pc.equal(batch["budget"], budget),
+            )
+            part = batch.filter(mask).sort_by("sample_id")
+            ids = "\x1f".join(part.column("sample_id").to_pylist())
+            name = f"part-{hashlib.sha1(ids.encode()).hexdigest()[:16]}.parquet"
+            out = partition_dir(self.root, benchmark, method, budget)
+            out.mkdir(parents=True, exist_ok=True)
+            write_atomic(part, out / name)
+            summary.append({"benchmark": benchmark, "method": method, "budget": budget, "n": part.num_rows,
+                            "n_errors": part.num_rows - part["error"].null_count, "path": str(out / name)})
+        return pa.Table.from_pylist(summary, schema=SUMMARY_SCHEMA)
