@@ -43,6 +43,7 @@ class ModelSpec(_Strict):
 
 
 class BenchmarkSource(_Strict):
+    benchmark: str | None = Field(None, description="benchmark card to use; default: the entry's own name")
     hf_id: str | None = None
     config: str | None = None
     split: str | None = None
@@ -131,6 +132,10 @@ class Manifest(_Strict):
             return Manifest.model_validate(data)
         except ValidationError as e:
             raise ManifestError(str(e)) from None
+
+    def cards(self) -> dict[str, str]:
+        """Entry name → benchmark card name (an entry may reuse a card on other data)."""
+        return {name: src.benchmark or name for name, src in self.benchmarks.items()}
 
     def variants(self) -> list[tuple[MethodSpec, int]]:
         """(method, budget) pairs to run: ``full`` once at the reference, pruning below it."""

@@ -157,7 +157,7 @@ def run_eval(manifest: Manifest, run_dir: Path, *, limit: int | None = None, add
 
     preds = read_predictions(predictions_dir)
     check_complete(preds, expected, [(v["label"], v["budget"]) for v in variants])
-    metrics = score_predictions(preds)
+    metrics = score_predictions(preds, manifest.cards())
     metrics.write_parquet(run_dir / "metrics.parquet")
     report = _write_report(run_dir)
     info["finished"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")

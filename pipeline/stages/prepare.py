@@ -42,7 +42,7 @@ def write_atomic(table: pa.Table, path: Path) -> None:
 def prepare_benchmark(
     name: str, source: BenchmarkSource, out_dir: Path, shard_rows: int, limit: int | None = None
 ) -> dict:
-    """Write ``out_dir/shard-*.parquet`` for one benchmark; return its ``_SUCCESS.json`` record."""
+    """Write ``out_dir/shard-*.parquet`` for manifest entry ``name``; return its ``_SUCCESS.json`` record."""
     marker = out_dir / SUCCESS
     if marker.exists():
         return json.loads(marker.read_text())
@@ -60,7 +60,7 @@ def prepare_benchmark(
         rows.clear()
 
     samples = iter_samples(
-        name,
+        source.benchmark or name,
         hf_id=source.hf_id,
         config=source.config,
         split=source.split,

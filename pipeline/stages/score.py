@@ -47,12 +47,15 @@ def check_complete(preds: pl.DataFrame, expected: dict[str, int], variants: list
         raise IncompleteRunError("predictions do not match the inputs:\n  " + "\n  ".join(problems))
 
 
-def score_predictions(preds: pl.DataFrame) -> pl.DataFrame:
-    """One row per benchmark × method × budget × metric; unscored benchmarks get metric null."""
+def score_predictions(preds: pl.DataFrame, cards: dict[str, str] | None = None) -> pl.DataFrame:
+    """One row per benchmark × method × budget × metric; unscored benchmarks get metric null.
+
+    ``cards`` maps a benchmark entry to the card that scores it (default: the entry's name).
+    """
     rows = []
     for (bench, method, budget), df in preds.group_by("benchmark", "method", "budget", maintain_order=True):
         n, n_errors = df.height, df.height - df["error"].null_count()
-        metrics = get_benchmark(bench).score(df)
+        metrics = get_benchmark((cards or {}).get(bench, bench)).score(df)
         base = {"benchmark": bench, "method": method, "budget": budget, "n": n, "n_errors": n_errors}
         if not metrics:
             rows.append({**base, "metric": None, "value": None})
