@@ -140,8 +140,8 @@ def question_centers(question: str, phrases: list[Phrase], tokenizer,
     source = "nouns" if groups else "instruction"
     if not groups:
         groups = [ids]
-    device = embedding_weight.device
-    centers = [embedding_weight[torch.tensor(g, device=device)].float().mean(dim=0) for g in groups]
+    weight = embedding_weight.detach()
+    centers = [weight[torch.tensor(g, device=weight.device)].float().mean(dim=0) for g in groups]
     return torch.stack(centers), source  # (K, d)
 
 

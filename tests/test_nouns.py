@@ -148,8 +148,9 @@ def test_centers_equal_manual_means(nlp, tokenizer):
     question = "What color is the wooden bench next to the dog?"
     weight = torch.randn(len(tokenizer), 16, generator=torch.Generator().manual_seed(0)).to(torch.bfloat16)
     phrases = noun_phrases(nlp(question))
-    centers, source = question_centers(question, phrases, tokenizer, weight)
+    centers, source = question_centers(question, phrases, tokenizer, torch.nn.Parameter(weight))
     assert source == "nouns" and centers.dtype == torch.float32 and centers.shape == (3, 16)
+    assert not centers.requires_grad
     for center, phrase in zip(centers, phrases):
         ids = _reference_ids(question, phrase, tokenizer)
         manual = sum(weight[i].float() for i in ids) / len(ids)
