@@ -79,8 +79,8 @@ MODELS = {
 }
 
 
-def _get(cfg: dict, key: str, where: str, default: Any = None) -> Any:
-    value = cfg.get(key, default)
+def _get(cfg: dict, key: str, where: str) -> Any:
+    value = cfg.get(key)
     if value is None:
         raise ValueError(f"model config has no {where}{key}")
     return value
@@ -100,7 +100,9 @@ def _shape_from_config(cfg: dict) -> LlavaShape:
     text, vision = _get(cfg, "text_config", ""), _get(cfg, "vision_config", "")
     heads = _get(text, "num_attention_heads", "text_config.")
     hidden = _get(text, "hidden_size", "text_config.")
-    feature_layer = cfg.get("vision_feature_layer", -2)
+    feature_layer = cfg.get("vision_feature_layer")
+    if feature_layer is None:
+        feature_layer = -2
     image_size = _get(vision, "image_size", "vision_config.")
     passes = 1
     if cfg.get("model_type") == "llava_next":
