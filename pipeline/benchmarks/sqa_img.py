@@ -1,0 +1,43 @@
+"""ScienceQA-IMG test: optional context line, lettered choices, the MCQ suffix; accuracy of the
+extracted letter (exact letter, an ``X.`` prefix, or ``The answer is X.``).
+
+The dataset has no id column: a sample is named by its row position in the split, and its
+image by a digest of the image bytes.
+"""
+from __future__ import annotations
+
+import polars as pl
+
+from pipeline.benchmarks.base import (
+    IMAGE, INT, LETTERS, MCQ_ANSWER, STRING, STRINGS, Benchmark, options_block, present, with_targets,
+)
+
+TARGETS = pl.Struct({"answer": pl.String, "options": pl.List(pl.String)})
+
+
+class ScienceQAImg(Benchmark):
+    name = "sqa_img"
+    hf_id = "lmms-lab/ScienceQA"
+    config = "ScienceQA-IMG"
+    split = "test"
+    columns = {"question": STRING, "choices": STRINGS, "answer": INT, "hint": STRING, "image": IMAGE}
+    headline = "accuracy"
+
+    def prompt(self, row):
+        context = f"Context: {row['hint']}\n" if present(row["hint"]) else ""
+        choices = list(zip(LETTERS, row["choices"] or []))
+        return f"{context}{row['question'] or ''}{options_block(choices)}{MCQ_ANSWER}"
+
+    def targets(self, row):
+        choices = row["choices"] or []
+        answer = row["answer"]
+        return {"answer": LETTERS[answer] if 0 <= answer < len(choices) else None,
+                "answer_index": answer, "options": list(LETTERS[: len(choices)]), "choices": choices}
+
+    def score(self, df):
+        from pipeline.evaluators.mcq import extract_choice
+
+        t = with_targets(df, TARGETS)
+        right = [p is not None and extract_choice(p, opts) == a
+                 for p, opts, a in zip(t["prediction"], t["options"], t["answer"])]
+        return {"accuracy": sum(right) / len(right)}

@@ -1,0 +1,217 @@
+"""Benchmark cards: exact prompts, schema errors, one sample per row, image grouping, GQA join."""
+from __future__ import annotations
+
+import json
+import math
+
+import datasets
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline.benchmarks import BENCHMARKS, SchemaError, get_benchmark, iter_samples
+from pipeline.benchmarks.textvqa import TextVQA
+from pipeline.fixtures import datasets as fx
+
+SUFFIX = "\nAnswer the question using a single word or phrase."
+MCQ = "\nAnswer with the option's letter from the given choices directly."
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    paths = fx.build_all(tmp_path_factory.mktemp("bench-data"))
+    out = {name: {"test": str(paths[name])} for name in BENCHMARKS if name != "gqa"}
+    out["gqa"] = {"instructions": str(paths["gqa_instructions"]), "images": str(paths["gqa_images"])}
+    out["bad_rows"] = {"test": str(paths["bad_rows"])}
+    return out
+
+
+# -- prompts, on hand-written rows -----------------------------------------------------------
+
+PROMPTS = [
+    ("vqav2", {"question": "What color is the bus?"}, "What color is the bus?" + SUFFIX),
+    ("gqa", {"question": "Is the cup on the left?"}, "Is the cup on the left?" + SUFFIX),
+    ("pope", {"question": "Is there a dog in the image?"}, "Is there a dog in the image?" + SUFFIX),
+    ("vizwiz", {"question": "What is this?"},
+     "What is this?\nWhen the provided information is insufficient, respond with 'Unanswerable'." + SUFFIX),
+    ("textvqa", {"question": "What brand is it?", "ocr_tokens": ["NOKIA", "3310"]},
+     "What brand is it?\nReference OCR token: NOKIA, 3310" + SUFFIX),
+    ("textvqa", {"question": "What brand is it?", "ocr_tokens": []}, "What brand is it?" + SUFFIX),
+    ("mme", {"question": "Is there a train in this image? Please answer yes or no."},
+     "Is there a train in this image?" + SUFFIX),
+    ("mme", {"question": "Is the word in the logo 'moto'?Please answer yes or no."},
+     "Is the word in the logo 'moto'?" + SUFFIX),
+    ("sqa_img", {"question": "Which animal's feet are adapted for grabbing prey?", "hint": "",
+                 "choices": ["large intestine", "eagle owl", "duck"]},
+     "Which animal's feet are adapted for grabbing prey?\nA. large intestine\nB. eagle owl\nC. duck" + MCQ),
+    ("sqa_img", {"question": "Which is a compound?", "hint": "Select the best answer.", "choices": ["O2", "H2O"]},
+     "Context: Select the best answer.\nWhich is a compound?\nA. O2\nB. H2O" + MCQ),
+    ("mmbench", {"question": "What is shown?", "hint": "Look at the road.", "A": "a car", "B": "a bike",
+                 "C": "nan", "D": None},
+     "Look at the road.\nWhat is shown?\nA. a car\nB. a bike" + MCQ),
+    ("mmbench", {"question": "Which one is red?", "hint": "nan", "A": "x", "B": "y", "C": "z", "D": math.nan},
+     "Which one is red?\nA. x\nB. y\nC. z" + MCQ),
+    ("mmbench_cn", {"question": "图中是什么？", "hint": None, "A": "猫", "B": "狗", "C": None, "D": None},
+     "图中是什么？\nA. 猫\nB. 狗\n请直接回答选项字母。"),
+    ("mmvet", {"question": "What is the total price?"}, "What is the total price?"),
+]
+
+
+@pytest.mark.parametrize(("name", "row", "expected"), PROMPTS)
+def test_prompt_is_exactly_the_protocol_string(name, row, expected):
+    assert get_benchmark(name).prompt(row) == expected
+
+
+def test_textvqa_ocr_line_can_be_turned_off():
+    row = {"question": "What brand is it?", "ocr_tokens": ["NOKIA"]}
+    assert TextVQA(ocr_tokens=False).prompt(row) == "What brand is it?" + SUFFIX
+    assert TextVQA(ocr_tokens=False).with_source(split="train").ocr_tokens is False
+
+
+def test_source_is_overridable_and_defaults_are_the_design_table():
+    assert [(c.hf_id, c.config, c.split) for c in BENCHMARKS.values()] == [
+        ("lmms-lab/VQAv2", None, "validation"),
+        ("lmms-lab/GQA", "testdev_balanced_instructions", "testdev"),
+        ("lmms-lab/VizWiz-VQA", None, "val"),
+        ("lmms-lab/ScienceQA", "ScienceQA-IMG", "test"),
+        ("lmms-lab/textvqa", None, "validation"),
+        ("lmms-lab/POPE", None, "test"),
+        ("lmms-lab/MME", None, "test"),
+        ("lmms-lab/MMBench", "en", "dev"),
+        ("lmms-lab/MMBench", "cn", "dev"),
+        ("lmms-lab/MMVet", None, "test"),
+    ]
+    moved = get_benchmark("mme").with_source(hf_id="lmms-lab-encoder/MME")
+    assert (moved.hf_id, moved.split) == ("lmms-lab-encoder/MME", "test")
+    assert get_benchmark("mme").hf_id == "lmms-lab/MME"
+    assert get_benchmark("gqa").with_source(config="testdev_all_instructions").images_config == "testdev_all_images"
+
+
+def test_unknown_benchmark_error_lists_the_names():
+    with pytest.raises(ValueError, match="unknown benchmark 'vqa3'.*vqav2, gqa, vizwiz"):
+        get_benchmark("vqa3")
+
+
+# -- schema validation -----------------------------------------------------------------------
+
+def test_missing_column_names_benchmark_and_column(files):
+    features = datasets.load_dataset("parquet", data_files=files["pope"], split="test").features
+    del features["image_source"]
+    with pytest.raises(SchemaError, match=r"benchmark 'pope': column 'image_source' is missing"):
+        get_benchmark("pope").validate(features)
+
+
+def test_mistyped_column_names_benchmark_column_and_types():
+    schema = pa.schema([("question_id", pa.string()), ("question", pa.string()), ("image", pa.binary()),
+                        ("image_id", pa.int64()), ("answers", pa.list_(pa.string()))])
+    with pytest.raises(SchemaError) as err:
+        get_benchmark("vqav2").validate(schema)
+    msg = str(err.value)
+    assert "benchmark 'vqav2'" in msg
+    assert "column 'question_id' has type string, expected int" in msg
+    assert "column 'answers' has type list<string>, expected list<struct>" in msg
+    assert "column 'image' has type binary, expected image" in msg
+    assert set(err.value.problems) == {"question_id", "answers", "image"}
+
+
+def test_image_struct_without_hf_metadata_counts_as_an_image():
+    schema = pa.schema([("id", pa.string()), ("imageId", pa.string()), ("question", pa.string()),
+                        ("answer", pa.string()),
+                        ("image", pa.struct([("bytes", pa.binary()), ("path", pa.string())]))])
+    get_benchmark("gqa").validate(schema)
+
+
+def test_schema_error_comes_before_any_sample(files, tmp_path):
+    table = pq.read_table(files["mmbench"]["test"]).drop_columns(["hint"])
+    pq.write_table(table, tmp_path / "broken.parquet")
+    samples = iter_samples("mmbench", data_files={"test": str(tmp_path / "broken.parquet")})
+    with pytest.raises(SchemaError, match="benchmark 'mmbench': column 'hint' is missing"):
+        next(samples)
+
+
+def test_gqa_images_table_is_validated_too(files, tmp_path):
+    table = pq.read_table(files["gqa"]["images"]).rename_columns(["image_id", "image"])
+    pq.write_table(table, tmp_path / "images.parquet")
+    data = {"instructions": files["gqa"]["instructions"], "images": str(tmp_path / "images.parquet")}
+    with pytest.raises(SchemaError, match="benchmark 'gqa': column 'id' is missing of the images table"):
+        next(iter_samples("gqa", data_files=data))
+
+
+# -- samples from the fixtures ---------------------------------------------------------------
+
+def source_rows(files, name) -> int:
+    return pq.read_metadata(files[name]["instructions" if name == "gqa" else "test"]).num_rows
+
+
+@pytest.mark.parametrize("name", list(BENCHMARKS))
+def test_every_fixture_row_yields_one_sample_with_unique_id_and_adjacent_images(files, name):
+    samples = list(iter_samples(name, data_files=files[name]))
+    assert len(samples) == source_rows(files, name)
+    assert len({s["sample_id"] for s in samples}) == len(samples)
+    image_ids = [s["image_id"] for s in samples]
+    starts = [k for i, k in enumerate(image_ids) if i == 0 or image_ids[i - 1] != k]
+    assert len(starts) == len(set(image_ids))  # each image's rows form one run
+    for s in samples:
+        assert set(s) == {"sample_id", "image", "image_id", "question", "prompt", "targets"}
+        assert isinstance(s["image"], bytes) and isinstance(s["prompt"], str)
+        json.loads(s["targets"])
+
+
+def test_sample_carries_the_stored_image_bytes_and_dataset_ids(files):
+    table = pq.read_table(files["vqav2"]["test"]).to_pylist()
+    samples = list(iter_samples("vqav2", data_files=files["vqav2"]))
+    for row, s in zip(table, samples):
+        assert s["image"] == row["image"]["bytes"]
+        assert (s["sample_id"], s["image_id"]) == (str(row["question_id"]), str(row["image_id"]))
+        assert json.loads(s["targets"])["answers"] == [a["answer"] for a in row["answers"]]
+
+
+def test_gqa_samples_get_the_image_of_their_image_id(files):
+    images = {r["id"]: r["image"]["bytes"] for r in pq.read_table(files["gqa"]["images"]).to_pylist()}
+    questions = {r["id"]: r for r in pq.read_table(files["gqa"]["instructions"]).to_pylist()}
+    for s in iter_samples("gqa", data_files=files["gqa"]):
+        assert s["image"] == images[questions[s["sample_id"]]["imageId"]] and s["image_id"] in images
+
+
+def test_interleaved_rows_are_regrouped_in_memory_and_kept_in_order_when_streaming(files, tmp_path):
+    table = pq.read_table(files["vqav2"]["test"])
+    order = [i for k in range(3) for i in range(k, table.num_rows, 3)]  # one question of each image, thrice
+    pq.write_table(table.take(order), tmp_path / "shuffled.parquet")
+    data = {"test": str(tmp_path / "shuffled.parquet")}
+    grouped = [s["sample_id"] for s in iter_samples("vqav2", data_files=data)]
+    streamed = [s["sample_id"] for s in iter_samples("vqav2", data_files=data, streaming=True)]
+    expected = [str(q) for q in table.column("question_id").to_pylist()]
+    assert grouped == expected
+    assert streamed == [expected[i] for i in order]
+
+
+def test_streaming_gives_the_same_samples(files):
+    for name in ("gqa", "mmbench", "sqa_img"):
+        assert list(iter_samples(name, data_files=files[name], streaming=True)) == list(
+            iter_samples(name, data_files=files[name]))
+
+
+def test_limit_and_sample_ids_of_benchmarks_without_an_id_column(files):
+    samples = list(iter_samples("sqa_img", data_files=files["sqa_img"], limit=5))
+    assert [s["sample_id"] for s in samples] == ["0", "1", "2", "3", "4"]
+    assert json.loads(samples[0]["targets"])["answer"] in "ABCD"
+
+
+def test_mmbench_rotations_share_the_image_id_and_keep_their_own_answer(files):
+    samples = list(iter_samples("mmbench", data_files=files["mmbench"]))
+    rows = {str(r["index"]): r for r in pq.read_table(files["mmbench"]["test"]).to_pylist()}
+    for s in samples:
+        index = int(s["sample_id"])
+        assert s["image_id"] == str(index % 1_000_000)
+        assert json.loads(s["targets"])["answer"] == rows[s["sample_id"]]["answer"]
+
+
+def test_bad_rows_pass_through_as_samples(files):
+    samples = list(iter_samples("vqav2", data_files=files["bad_rows"]))
+    assert len(samples) == 9
+    by_question_id = {s["sample_id"]: s for s in samples}
+    cases = {r["question_type"]: str(r["question_id"]) for r in pq.read_table(files["bad_rows"]["test"]).to_pylist()}
+    assert by_question_id[cases["missing image"]]["image"] is None
+    assert by_question_id[cases["empty question"]]["question"] == ""
+    assert by_question_id[cases["empty question"]]["prompt"] == SUFFIX
+    assert by_question_id[cases["undecodable image"]]["image"].startswith(b"\x89PNG")
