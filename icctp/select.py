@@ -67,9 +67,10 @@ def icctp_select(
     is_global = torch.zeros(B, n, dtype=torch.bool, device=device).scatter_(1, attn_order[:, :k_g], True)
 
     # Step 2, clustering: each token to its most cosine-similar real center (ties: lower center index).
-    unit_tokens = F.normalize(tokens.float(), dim=-1)  # (B, n, d)
+    flat = tokens.float()  # (B, n, d); no copy for float32 input
+    token_norm = torch.linalg.vector_norm(flat, dim=-1, keepdim=True).clamp(min=1e-12)  # (B, n, 1)
     unit_centers = F.normalize(centers.float(), dim=-1)  # (B, K, d)
-    cos = torch.bmm(unit_tokens, unit_centers.transpose(1, 2))  # (B, n, K)
+    cos = torch.bmm(flat, unit_centers.transpose(1, 2)) / token_norm  # (B, n, K)
     cos = cos.masked_fill(~center_mask[:, None, :], -math.inf)
     assign = cos.argmax(dim=-1)  # (B, n)
     cos_to_center = cos.gather(2, assign[..., None]).squeeze(-1)  # (B, n)
@@ -129,7 +130,7 @@ def check_selection_inputs(tokens: torch.Tensor, cls_attn: torch.Tensor, budget:
     for name, t in (("tokens", tokens), ("cls_attn", cls_attn)):
         if not t.is_floating_point():
             raise TypeError(f"{name} must be a floating tensor, got {t.dtype}")
-        if not bool(torch.isfinite(t).all()):
+        if not _all_finite(t):
             raise ValueError(f"{name} contains NaN or infinite values")
     if cls_attn.device != tokens.device:
         raise ValueError(f"cls_attn is on {cls_attn.device} but tokens on {tokens.device}")
@@ -164,6 +165,11 @@ def _check_icctp_inputs(tokens, cls_attn, centers, center_mask, budget, rho_g, a
     if bool((~torch.isfinite(centers).all(dim=-1) & center_mask).any()):
         raise ValueError("centers contains NaN or infinite values in a valid (masked True) center")
     return B, n, K
+
+
+def _all_finite(x: torch.Tensor) -> bool:
+    """True if `x` has no NaN/inf: one summing pass, full elementwise check only if the sum is not finite."""
+    return bool(torch.isfinite(x.sum(dtype=torch.float32))) or bool(torch.isfinite(x).all())
 
 
 def _shape(x) -> str:

@@ -1,0 +1,153 @@
+"""Time icctp_select at the LLaVA-1.5-7B shape against the LLM prefill it saves.
+
+Measures, in one run on this machine: median time of `icctp_select` ("exact" and "paper"
+allocation) and of the loop reference of Algorithm 1 (tests/reference_algorithm.py), and the
+forward of one 7B-shaped LlamaDecoderLayer (hidden 4096, intermediate 11008, 32 heads, random
+init) on the kept sequence (budget visual + text tokens), times 32 layers. Goal: selection <= 1% of
+that prefill. Prints a Markdown table and appends it to BENCHMARKS.md under "## Selection (icctp_select)".
+
+    .venv/bin/python scripts/bench_select.py [--repeats 5] [--no-write]
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import shlex
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+from transformers import LlamaConfig
+from transformers.models.llama.modeling_llama import LlamaDecoderLayer, LlamaRotaryEmbedding
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+from icctp.select import icctp_select  # noqa: E402
+from reference_algorithm import reference_icctp  # noqa: E402
+
+SECTION = "## Selection (icctp_select)"
+GOAL = 0.01
+N_LAYERS = 32
+
+
+def median_seconds(fn, repeats: int) -> float:
+    """Median wall time of `fn()` over `repeats` calls after one warm-up call."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def decoder_layer_seconds(batch: int, seq: int, repeats: int) -> float:
+    """Median forward time of one random-init 7B-shaped Llama decoder layer on (batch, seq, 4096)."""
+    config = LlamaConfig(
+        hidden_size=4096, intermediate_size=11008, num_attention_heads=32, num_key_value_heads=32, num_hidden_layers=1
+    )
+    config._attn_implementation = "sdpa"
+    layer = LlamaDecoderLayer(config, layer_idx=0).eval()
+    rope = LlamaRotaryEmbedding(config)
+    hidden = torch.randn(batch, seq, config.hidden_size)
+    position_ids = torch.arange(seq).expand(batch, seq)
+    with torch.inference_mode():
+        position_embeddings = rope(hidden, position_ids)
+        return median_seconds(lambda: layer(hidden, position_ids=position_ids, position_embeddings=position_embeddings), repeats)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--n", type=int, default=576)
+    parser.add_argument("--d", type=int, default=4096)
+    parser.add_argument("--k", type=int, default=4)
+    parser.add_argument("--budget", type=int, default=64)
+    parser.add_argument("--text", type=int, default=60, help="text tokens in the prefill sequence")
+    parser.add_argument("--repeats", type=int, default=5, help="timed calls per vectorized measurement")
+    parser.add_argument("--layer-repeats", type=int, default=2)
+    parser.add_argument("--reference-repeats", type=int, default=1)
+    parser.add_argument("--no-write", action="store_true", help="print only, do not append to BENCHMARKS.md")
+    args = parser.parse_args()
+
+    g = torch.Generator().manual_seed(0)
+    B, n, d, K = args.batch, args.n, args.d, args.k
+    tokens = torch.randn(B, n, d, generator=g)  # (batch, visual, hidden) fp32
+    cls_attn = torch.softmax(torch.randn(B, n, generator=g) * 2, dim=1)
+    centers = torch.randn(B, K, d, generator=g)
+    center_mask = torch.ones(B, K, dtype=torch.bool)
+
+    with torch.inference_mode():
+        exact = median_seconds(lambda: icctp_select(tokens, cls_attn, centers, center_mask, args.budget), args.repeats)
+        paper = median_seconds(
+            lambda: icctp_select(tokens, cls_attn, centers, center_mask, args.budget, allocation="paper"), args.repeats
+        )
+        reference = median_seconds(
+            lambda: [reference_icctp(tokens[b], cls_attn[b], list(centers[b]), args.budget) for b in range(B)],
+            args.reference_repeats,
+        )
+    seq = args.budget + args.text
+    layer = decoder_layer_seconds(B, seq, args.layer_repeats)
+    prefill = layer * N_LAYERS
+
+    rows = [
+        ("icctp_select, exact", exact),
+        ("icctp_select, paper", paper),
+        ("reference loop (per sample, exact)", reference),
+        (f"decoder layer forward ({B}x{seq} tokens)", layer),
+        (f"prefill estimate (layer x {N_LAYERS})", prefill),
+    ]
+    table = ["| measurement | median ms | % of prefill |", "|---|---:|---:|"]
+    table += [f"| {name} | {sec * 1e3:.1f} | {100 * sec / prefill:.3f} |" for name, sec in rows]
+    verdict = "met" if max(exact, paper) <= GOAL * prefill else "NOT met"
+    summary = (
+        f"Selection/prefill: exact {100 * exact / prefill:.3f}%, paper {100 * paper / prefill:.3f}% "
+        f"(goal <= {100 * GOAL:.0f}%: {verdict}); vectorized exact is {reference / exact:.0f}x faster than the loop reference."
+    )
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")), "unknown")
+    command = ".venv/bin/python scripts/" + " ".join([Path(sys.argv[0]).name] + [shlex.quote(a) for a in sys.argv[1:]])
+    block = "\n".join(
+        [
+            f"### {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
+            "",
+            f"- command: `{command}`",
+            f"- machine: {os.cpu_count()} CPUs (`nproc`), {cpu}, torch {torch.__version__} ({torch.get_num_threads()} threads), no GPU",
+            f"- shape: B={B}, n={n}, d={d}, K={K}, budget={args.budget}, text={args.text}, fp32 CPU; "
+            f"repeats: {args.repeats} (selection), {args.reference_repeats} (reference), {args.layer_repeats} (layer), after one warm-up each",
+            f"- goal: selection time <= {100 * GOAL:.0f}% of the 32-layer 7B prefill on the kept sequence",
+            "",
+            *table,
+            "",
+            summary,
+            "",
+        ]
+    )
+    print(block)
+    if not args.no_write:
+        append_to_section(ROOT / "BENCHMARKS.md", block)
+
+
+def append_to_section(path: Path, block: str) -> None:
+    """Insert `block` at the end of the SECTION of `path` (created if missing), before the next `## `."""
+    lines = path.read_text().splitlines() if path.exists() else ["# Benchmarks", ""]
+    if SECTION not in lines:
+        lines += [
+            SECTION,
+            "",
+            "`scripts/bench_select.py`: selection time at the LLaVA-1.5-7B shape, measured against a",
+            "7B decoder layer forward on the kept sequence in the same run (one block per run, newest last).",
+            "",
+        ]
+    start = lines.index(SECTION) + 1
+    end = next((i for i in range(start, len(lines)) if lines[i].startswith("## ")), len(lines))
+    lines[end:end] = block.splitlines() + ([""] if end < len(lines) else [])
+    path.write_text("\n".join(lines).rstrip("\n") + "\n")
+
+
+if __name__ == "__main__":
+    main()
