@@ -1,0 +1,30 @@
+"""The visual-token layout of one image as the language model sees it, before pruning."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class VisualTokens:
+    """One image's visual sequence, in the order the stock model splices it.
+
+    tokens: (n_visual, d_llm) projected tokens (LLaVA-NeXT: base grid, unpadded crops with row-end
+        newline tokens); grids: per prunable grid, the LongTensor positions of its tokens in
+        ``tokens``; grid_cls: per grid, the CLS attention of those tokens (float32, same length);
+        fixed: positions always kept (LLaVA-NeXT newlines; empty for LLaVA-1.5).
+    """
+
+    tokens: torch.Tensor
+    grids: list[torch.Tensor]
+    grid_cls: list[torch.Tensor]
+    fixed: torch.Tensor
+
+    @property
+    def n_visual(self) -> int:
+        return self.tokens.shape[0]
+
+    @property
+    def n_features(self) -> int:
+        return sum(int(g.numel()) for g in self.grids)
