@@ -1,0 +1,42 @@
+"""(Re)write a run's report.md, plots and kept-token heatmaps.
+
+    python jobs/report.py RUN --heatmaps 8                  # 8 ICCTP rows at the smallest budget
+    python jobs/report.py RUN --heatmaps 4 --method cls --budget 64
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pipeline.report.writer import write_report  # noqa: E402
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("run", type=Path, help="run directory written by jobs/eval_all.py")
+    p.add_argument("--heatmaps", type=int, default=0, help="kept-token heatmaps to draw (run/heatmaps/)")
+    p.add_argument("--method", help="method label of the heatmap rows (default: icctp when present)")
+    p.add_argument("--budget", type=int, help="budget of the heatmap rows (default: the smallest)")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.heatmaps < 0:
+        print("error: --heatmaps must be >= 0", file=sys.stderr)
+        return 2
+    try:
+        report = write_report(args.run, heatmaps=args.heatmaps, heatmap_method=args.method,
+                              heatmap_budget=args.budget)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"report: {report}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

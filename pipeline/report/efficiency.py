@@ -1,0 +1,141 @@
+"""Efficiency per method x budget: analytic TFLOPs, measured latency, peak memory, retention.
+
+TFLOPs come from ``icctp.flops.llava_flops(model, n_visual, n_text, n_new)["total"]`` with
+``n_visual`` = mean visual tokens entering the LLM (``n_kept``), ``n_text`` = median text tokens
+and ``n_new`` = the run's ``max_new_tokens``; the reduction is relative to the same call with the
+unpruned visual count (median ``n_visual``). Latencies are medians over the rows without error,
+in ms; peak memory (MiB) is the maximum of the optional ``peak_memory_mb`` column.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import polars as pl
+
+from pipeline.report.runs import PEAK_MEMORY_COLUMN, TIMING_COLUMNS
+from pipeline.report.tables import ordered
+
+FlopsFn = Callable[..., dict]
+FLOPS_MODELS = ("llava-1.5-7b", "llava-1.5-13b", "llava-next-7b")
+DEFAULT_NEW_TOKENS = 16
+FIXTURE_PREFIX = "fixture:"
+
+
+def measured(predictions: pl.LazyFrame) -> pl.DataFrame:
+    """Per method x budget: rows, n_visual (median), n_kept (mean), n_text (median), the median
+    of each timing column present (ms) and peak memory (MiB) when recorded."""
+    names = predictions.collect_schema().names()
+    ok = predictions.filter(pl.col("error").is_null()) if "error" in names else predictions
+    aggs = [pl.len().alias("rows"),
+            pl.col("n_visual").median().alias("n_visual"),
+            pl.col("n_kept").mean().alias("n_kept"),
+            pl.col("n_text").median().alias("n_text")]
+    aggs += [pl.col(c).median().alias(c) for c in TIMING_COLUMNS if c in names]
+    if PEAK_MEMORY_COLUMN in names:
+        aggs.append(pl.col(PEAK_MEMORY_COLUMN).max().alias(PEAK_MEMORY_COLUMN))
+    out = ok.group_by("method", "budget").agg(aggs).collect()
+    empty = [c for c in (*TIMING_COLUMNS, PEAK_MEMORY_COLUMN)
+             if c in out.columns and out[c].null_count() == out.height]
+    return ordered(out.drop(empty))
+
+
+def flops_model(run_info: dict) -> str | None:
+    """The ``llava_flops`` model name for the run's model id, or None when it is not one of
+    :data:`FLOPS_MODELS` (e.g. a tiny fixture model)."""
+    ident = model_id(run_info)
+    if ident is None:
+        return None
+    low = ident.lower()
+    if "next" in low or "1.6" in low or "v1.6" in low:
+        return "llava-next-7b" if "7b" in low else None
+    if "13b" in low:
+        return "llava-1.5-13b"
+    if "7b" in low:
+        return "llava-1.5-7b"
+    return None
+
+
+def model_id(run_info: dict) -> str | None:
+    """The model id or path named in ``run.json`` (``model`` at top level or in ``manifest``)."""
+    for holder in (run_info, run_info.get("manifest") or {}):
+        model = holder.get("model")
+        if isinstance(model, str):
+            return model
+        if isinstance(model, dict):
+            for key in ("name", "id", "hub_id", "path"):
+                if isinstance(model.get(key), str):
+                    return model[key]
+    return None
+
+
+def new_tokens(run_info: dict) -> int:
+    """``max_new_tokens`` from ``run.json`` (searched in the resolved manifest), else 16."""
+    stack = [run_info]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            if isinstance(node.get("max_new_tokens"), int):
+                return node["max_new_tokens"]
+            stack.extend(node.values())
+    return DEFAULT_NEW_TOKENS
+
+
+def default_flops_fn() -> FlopsFn:
+    from icctp.flops import llava_flops
+
+    return llava_flops
+
+
+def with_flops(table: pl.DataFrame, model, n_new: int, flops_fn: FlopsFn) -> pl.DataFrame:
+    """Add ``tflops`` (total, 1e12 FLOPs) and ``reduction`` (% below the unpruned count)."""
+    tflops, reduction = [], []
+    for n_visual, n_kept, n_text in table.select("n_visual", "n_kept", "n_text").iter_rows():
+        pruned = flops_fn(model, n_visual=round(n_kept), n_text=round(n_text), n_new=n_new)["total"]
+        full = flops_fn(model, n_visual=round(n_visual), n_text=round(n_text), n_new=n_new)["total"]
+        tflops.append(pruned / 1e12)
+        reduction.append((1.0 - pruned / full) * 100.0)
+    return table.with_columns(pl.Series("tflops", tflops, dtype=pl.Float64),
+                              pl.Series("reduction", reduction, dtype=pl.Float64))
+
+
+def efficiency_table(predictions: pl.LazyFrame, aggregate: pl.DataFrame | None, model,
+                     n_new: int, flops_fn: FlopsFn | None = None) -> tuple[pl.DataFrame, str | None]:
+    """The efficiency table and, when TFLOPs could not be computed, the reason.
+
+    ``model``: a ``llava_flops`` model name or config (None: no TFLOPs). ``aggregate``: the
+    :func:`pipeline.report.tables.aggregate` frame whose ``retention`` is joined in.
+    """
+    table = measured(predictions)
+    note = None
+    if model is None:
+        note = "the run's model is neither one of " + ", ".join(FLOPS_MODELS) + " nor a local model directory"
+    else:
+        try:
+            table = with_flops(table, model, n_new, flops_fn or default_flops_fn())
+        except ImportError as exc:
+            note = f"icctp.flops is not available ({exc})"
+        except (TypeError, ValueError, KeyError) as exc:
+            note = f"llava_flops rejected the model ({type(exc).__name__}: {exc})"
+    if aggregate is not None:
+        table = table.join(aggregate.select("method", "budget", "retention"),
+                           on=["method", "budget"], how="left")
+    return ordered(table), note
+
+
+def resolve_flops_model(run_info: dict):
+    """What to pass to ``llava_flops`` for this run: a known model name, else the transformers
+    config of a local model directory or of a built ``fixture:<kind>`` model, else None."""
+    name = flops_model(run_info)
+    if name is not None:
+        return name
+    ident = model_id(run_info)
+    if ident is not None and ident.startswith(FIXTURE_PREFIX):
+        from pipeline.fixtures import fixtures_root
+
+        ident = str(fixtures_root() / "models" / ident[len(FIXTURE_PREFIX):])
+    if ident is None or not (Path(ident) / "config.json").is_file():
+        return None
+    from transformers import AutoConfig
+
+    return AutoConfig.from_pretrained(ident)

@@ -1,0 +1,101 @@
+"""Nightly regression: run the budget sweep, compare with the last good run, move the
+``latest-good`` pointer only when green.
+
+Layout under the runs root (default ``runs/nightly``)::
+
+    nightly-YYYYmmdd-HHMMSS/     one run directory per night (with compare/ inside)
+    latest-good -> nightly-...   symlink to the last run that passed, replaced atomically
+
+Exit codes: 0 green (pointer moved), 1 regression (pointer kept), 2 the evaluation failed.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from pipeline.report.compare import verdict, write_comparison
+from pipeline.report.tolerances import Tolerances, load_tolerances
+
+ROOT = Path(__file__).resolve().parents[2]
+EVAL_ALL = ROOT / "jobs" / "eval_all.py"
+DEFAULT_TOLERANCES = ROOT / "manifests" / "tolerances.yaml"
+NIGHTLY_BUDGETS = (576, 192, 128, 64, 32)
+POINTER = "latest-good"
+
+
+@dataclass
+class NightlyResult:
+    exit_code: int
+    run_dir: Path
+    baseline: Path | None
+    verdict: str
+
+
+def latest_good(runs_root: Path) -> Path | None:
+    """The run the ``latest-good`` pointer names, or None when there is none yet."""
+    pointer = Path(runs_root) / POINTER
+    if not pointer.is_symlink():
+        return None
+    target = pointer.resolve()
+    if not target.is_dir():
+        raise FileNotFoundError(f"{pointer} points to {target}, which does not exist")
+    return target
+
+
+def set_latest_good(runs_root: Path, run_dir: Path) -> None:
+    """Point ``runs_root/latest-good`` at ``run_dir`` (relative link, atomic replace)."""
+    runs_root = Path(runs_root)
+    tmp = runs_root / f".{POINTER}.tmp"
+    if tmp.is_symlink() or tmp.exists():
+        tmp.unlink()
+    os.symlink(os.path.relpath(Path(run_dir).resolve(), runs_root.resolve()), tmp)
+    os.replace(tmp, runs_root / POINTER)
+
+
+def tolerances_for(manifest: Path, path: Path | None) -> Tolerances:
+    """``path`` when given; else the manifest's ``tolerances:`` section; else the defaults file."""
+    if path is not None:
+        return load_tolerances(path)
+    data = yaml.safe_load(Path(manifest).read_text()) or {}
+    if isinstance(data, dict) and "tolerances" in data:
+        return load_tolerances(manifest)
+    return load_tolerances(DEFAULT_TOLERANCES)
+
+
+def eval_command(manifest: Path, budgets, run_dir: Path, extra_args=(), eval_script: Path = EVAL_ALL) -> list[str]:
+    return [sys.executable, str(eval_script), "--manifest", str(manifest),
+            "--budgets", ",".join(str(b) for b in budgets), "--output", str(run_dir), *extra_args]
+
+
+def run_nightly(manifest: Path, runs_root: Path, *, baseline: Path | None = None,
+                budgets=NIGHTLY_BUDGETS, tolerances: Path | None = None, extra_args=(),
+                eval_script: Path = EVAL_ALL, now: dt.datetime | None = None) -> NightlyResult:
+    """Run the sweep into a new run directory, compare it with ``baseline`` (default: the
+    ``latest-good`` run; none on the first night, which is then green) and move the pointer
+    when green."""
+    runs_root = Path(runs_root)
+    runs_root.mkdir(parents=True, exist_ok=True)
+    tol = tolerances_for(manifest, tolerances)
+    stamp = (now or dt.datetime.now(dt.timezone.utc)).strftime("%Y%m%d-%H%M%S")
+    run_dir = runs_root / f"nightly-{stamp}"
+    if run_dir.exists():
+        raise FileExistsError(f"{run_dir} already exists")
+    base = Path(baseline) if baseline is not None else latest_good(runs_root)
+    proc = subprocess.run(eval_command(manifest, budgets, run_dir, extra_args, eval_script))
+    if proc.returncode != 0:
+        return NightlyResult(2, run_dir, base, f"FAILED: the evaluation exited with {proc.returncode}")
+    if base is None:
+        set_latest_good(runs_root, run_dir)
+        return NightlyResult(0, run_dir, None, "OK: first good run (no baseline to compare with)")
+    comparisons, _ = write_comparison([base, run_dir], tol, run_dir / "compare")
+    line = verdict(comparisons)
+    if any(c.regressed for c in comparisons):
+        return NightlyResult(1, run_dir, base, line)
+    set_latest_good(runs_root, run_dir)
+    return NightlyResult(0, run_dir, base, line)

@@ -1,0 +1,84 @@
+"""Read a run directory written by ``jobs/eval_all.py``.
+
+Layout::
+
+    run.json                                                    resolved manifest, versions, times
+    metrics.parquet                                             benchmark, method, budget, metric, value, n, n_errors
+    predictions/benchmark=B/method=M/budget=K/*.parquet         one row per input sample
+    inputs/benchmark=B/*.parquet                                prepared samples (sample_id, image, ...)
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+
+METRICS_COLUMNS = ("benchmark", "method", "budget", "metric", "value", "n", "n_errors")
+METRICS_SCHEMA = {
+    "benchmark": pl.String,
+    "method": pl.String,
+    "budget": pl.Int64,
+    "metric": pl.String,
+    "value": pl.Float64,
+    "n": pl.Int64,
+    "n_errors": pl.Int64,
+}
+TIMING_COLUMNS = ("vision_ms", "select_ms", "prefill_ms", "decode_ms")
+PEAK_MEMORY_COLUMN = "peak_memory_mb"
+
+
+def check_run_dir(run_dir: Path) -> Path:
+    """Return ``run_dir`` as a Path; raise if it is not a directory holding ``metrics.parquet``."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"run directory {run_dir} does not exist")
+    if not (run_dir / "metrics.parquet").is_file():
+        raise FileNotFoundError(f"run directory {run_dir} has no metrics.parquet")
+    return run_dir
+
+
+def read_run_info(run_dir: Path) -> dict:
+    """``run.json`` as a dict (empty when the file is absent)."""
+    path = Path(run_dir) / "run.json"
+    if not path.is_file():
+        return {}
+    return json.loads(path.read_text())
+
+
+def read_metrics(run_dir: Path) -> pl.DataFrame:
+    """``metrics.parquet`` with the agreed columns and dtypes; a missing column is an error."""
+    path = check_run_dir(run_dir) / "metrics.parquet"
+    df = pl.read_parquet(path)
+    missing = [c for c in METRICS_COLUMNS if c not in df.columns]
+    if missing:
+        raise ValueError(f"{path}: missing column(s) {missing}; expected {list(METRICS_COLUMNS)}")
+    return df.select(pl.col(c).cast(t) for c, t in METRICS_SCHEMA.items())
+
+
+def prediction_files(run_dir: Path) -> list[Path]:
+    return sorted((Path(run_dir) / "predictions").glob("benchmark=*/method=*/budget=*/*.parquet"))
+
+
+def scan_predictions(run_dir: Path) -> pl.LazyFrame | None:
+    """All prediction rows of the run (None when the run has none).
+
+    The rows carry ``benchmark``, ``method`` and ``budget`` themselves, so the Hive directory
+    names are not parsed. Files may differ in optional columns (e.g. ``peak_memory_mb``): absent
+    values read as null.
+    """
+    files = prediction_files(run_dir)
+    if not files:
+        return None
+    frames = [pl.scan_parquet(f, hive_partitioning=False) for f in files]
+    return pl.concat(frames, how="diagonal_relaxed")
+
+
+def predicted_benchmarks(run_dir: Path) -> list[str]:
+    """Benchmarks with a predictions partition, from the directory names."""
+    root = Path(run_dir) / "predictions"
+    return sorted(p.name.split("=", 1)[1] for p in root.glob("benchmark=*") if p.is_dir())
+
+
+def input_files(run_dir: Path, benchmark: str) -> list[Path]:
+    return sorted((Path(run_dir) / "inputs" / f"benchmark={benchmark}").glob("*.parquet"))

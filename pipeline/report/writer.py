@@ -1,0 +1,155 @@
+"""``report.md`` of a run directory: aggregate "Acc.", a table per benchmark, unscored
+benchmarks, efficiency per budget, plots (``plots/*.png``) and optional kept-token heatmaps."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from pipeline.report import plots
+from pipeline.report.efficiency import FlopsFn, efficiency_table, model_id, new_tokens, resolve_flops_model
+from pipeline.report.heatmap import heatmaps_for_run
+from pipeline.report.headline import run_cards
+from pipeline.report.runs import (PEAK_MEMORY_COLUMN, TIMING_COLUMNS, check_run_dir, predicted_benchmarks,
+                                  read_metrics, read_run_info, scan_predictions)
+from pipeline.report.tables import aggregate, benchmark_table, headline_metrics, scored, to_markdown
+
+RUN_FIELDS = ("git_commit", "started", "finished", "limit")
+EFFICIENCY_COLUMNS = ("method", "budget", "rows", "n_visual", "n_kept", "n_text", "tflops", "reduction",
+                      *TIMING_COLUMNS, PEAK_MEMORY_COLUMN, "retention")
+
+
+def unscored(run_dir: Path, metrics: pl.DataFrame) -> list[str]:
+    """``"name (R rows, E errors)"`` per benchmark without a metric value (rows and errors summed
+    over methods and budgets), and ``"name (no metrics)"`` for a predicted benchmark absent from
+    ``metrics.parquet``."""
+    have = set(scored(metrics)["benchmark"].to_list())
+    counts = (metrics.filter(~pl.col("benchmark").is_in(list(have)))
+              .group_by("benchmark").agg(pl.col("n").sum(), pl.col("n_errors").sum()).sort("benchmark"))
+    out = [f"{b} ({n} rows, {e} errors)" for b, n, e in counts.iter_rows()]
+    absent = set(predicted_benchmarks(run_dir)) - set(metrics["benchmark"].to_list())
+    return out + [f"{b} (no metrics)" for b in sorted(absent)]
+
+
+def header(run_dir: Path, info: dict) -> list[str]:
+    lines = [f"# ICCTP-Eval report: {info.get('run_id', run_dir.name)}", ""]
+    model = model_id(info)
+    if model:
+        lines.append(f"- model: `{model}`")
+    lines += [f"- {k}: `{info[k]}`" for k in RUN_FIELDS if info.get(k) is not None]
+    return lines + [""]
+
+
+def efficiency_section(table: pl.DataFrame, note: str | None, n_new: int) -> list[str]:
+    lines = ["## Efficiency", ""]
+    if note:
+        lines += [f"TFLOPs not computed: {note}.", ""]
+    else:
+        lines += ["TFLOPs: analytic (`icctp.flops.llava_flops`, total of vision, projector, prefill and "
+                  f"{n_new} decoded tokens) at the mean kept count and median text length; reduction vs "
+                  "the unpruned visual count.", ""]
+    lines += ["Latency: median ms over rows without error; peak memory in MiB when recorded; "
+              "retention: aggregate Acc. as % of `full`.", ""]
+    cols = [c for c in EFFICIENCY_COLUMNS if c in table.columns]
+    digits = {"n_kept": 1, "n_visual": 0, "n_text": 0, "tflops": 3, "reduction": 1, "retention": 1,
+              PEAK_MEMORY_COLUMN: 0, **{c: 1 for c in TIMING_COLUMNS}}
+    return lines + [to_markdown(table.select(cols), digits), ""]
+
+
+@dataclass
+class RunTables:
+    """Everything a report or a comparison shows of one run."""
+
+    run_dir: Path
+    label: str
+    info: dict
+    metrics: pl.DataFrame
+    cards: dict[str, str]
+    head: pl.DataFrame | None  # headline_metrics; None when nothing was scored
+    agg: pl.DataFrame | None  # aggregate
+    efficiency: pl.DataFrame | None  # efficiency_table; None without predictions
+    flops_note: str | None
+    n_new: int
+
+
+def load_tables(run_dir: Path, flops_fn: FlopsFn | None = None) -> RunTables:
+    """Read ``run_dir`` and compute its tables (``flops_fn`` replaces ``llava_flops``)."""
+    run_dir = check_run_dir(Path(run_dir))
+    info = read_run_info(run_dir)
+    metrics = read_metrics(run_dir)
+    cards = run_cards(info)
+    head = headline_metrics(metrics, cards) if scored(metrics).height else None
+    agg = aggregate(head) if head is not None else None
+    predictions = scan_predictions(run_dir)
+    n_new = new_tokens(info)
+    table, note = None, None
+    if predictions is not None:
+        table, note = efficiency_table(predictions, agg, resolve_flops_model(info), n_new, flops_fn)
+    return RunTables(run_dir, str(info.get("run_id", run_dir.name)), info, metrics, cards, head, agg,
+                     table, note, n_new)
+
+
+def run_plots(tables: RunTables, out_dir: Path, accuracy: bool = True) -> list[Path]:
+    """The run's plots under ``out_dir``: accuracy vs budget (unless ``accuracy`` is False),
+    retention vs reduction (when a method has a retention), latency vs budget (when timings
+    exist)."""
+    figures = []
+    if accuracy and tables.head is not None:
+        figures.append(plots.accuracy_vs_budget({tables.label: tables.head}, out_dir / "accuracy_vs_budget.png"))
+    eff = tables.efficiency
+    if eff is not None and "retention" in eff.columns and eff["retention"].is_not_null().any():
+        figures.append(plots.retention_vs_reduction(eff, out_dir / "retention_vs_reduction.png"))
+    if eff is not None:
+        latency = plots.latency_vs_budget(eff, out_dir / "latency_vs_budget.png")
+        if latency is not None:
+            figures.append(latency)
+    return figures
+
+
+def image_links(paths: list[Path], root: Path) -> list[str]:
+    return [f"![{p.stem}]({p.relative_to(root).as_posix()})\n" for p in paths]
+
+
+def write_report(run_dir: Path, *, heatmaps: int = 0, heatmap_method: str | None = None,
+                 heatmap_budget: int | None = None, flops_fn: FlopsFn | None = None) -> Path:
+    """Write ``run_dir/report.md`` (and ``run_dir/plots/*.png``, plus ``heatmaps`` kept-token
+    heatmaps under ``run_dir/heatmaps``); return the report path.
+
+    ``heatmap_method`` / ``heatmap_budget``: which rows to draw (see
+    :func:`pipeline.report.heatmap.pick_rows`). ``flops_fn``: replaces
+    ``icctp.flops.llava_flops`` (same signature).
+    """
+    t = load_tables(run_dir, flops_fn)
+    run_dir = t.run_dir
+    lines = header(run_dir, t.info)
+    if t.agg is not None:
+        lines += ["## Aggregate", "",
+                  "Acc.: plain mean of each benchmark's headline metric (MME: perception / 2000 x 100); "
+                  "retention: Acc. as % of `full` over the same benchmarks.", "",
+                  to_markdown(t.agg.rename({"acc": "Acc."}), {"Acc.": 2, "retention": 2}), ""]
+    skipped = unscored(run_dir, t.metrics)
+    if skipped:
+        lines += [f"Not scored: {', '.join(skipped)}.", ""]
+    if t.head is not None:
+        lines += ["## Benchmarks", "",
+                  "Values in points (accuracies in %, MME in MME points); retention: headline metric as "
+                  "% of `full`; errors: rows that failed (counted wrong).", ""]
+        for bench in sorted(t.head["benchmark"].unique()):
+            metric = t.head.filter(pl.col("benchmark") == bench)["metric"][0]
+            table = benchmark_table(t.metrics, t.head, bench, t.cards.get(bench))
+            lines += [f"### {bench} (headline: {metric})", "", to_markdown(table, {"retention": 1}, 2), ""]
+    if t.efficiency is not None:
+        lines += efficiency_section(t.efficiency, t.flops_note, t.n_new)
+    figures = run_plots(t, run_dir / "plots")
+    if figures:
+        lines += ["## Plots", ""] + image_links(figures, run_dir)
+    maps = heatmaps_for_run(run_dir, heatmaps, method=heatmap_method, budget=heatmap_budget) if heatmaps else []
+    if maps:
+        lines += ["## Kept-token heatmaps", ""] + image_links(maps, run_dir)
+    path = run_dir / "report.md"
+    tmp = path.with_suffix(".md.tmp")
+    tmp.write_text("\n".join(lines).rstrip() + "\n")
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,97 @@
+"""write_report on a synthetic run directory: aggregate, unscored line, efficiency, plots."""
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import polars as pl
+import pytest
+from test_plots import assert_png
+
+from pipeline.report import write_report
+from pipeline.report.efficiency import flops_model, new_tokens
+from pipeline.report.synthetic import write_synthetic_run
+from pipeline.report.writer import load_tables
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def linear_flops(model, n_visual, n_text, n_new):
+    """A stand-in cost model: 1 TFLOP per prompt token."""
+    total = 1e12 * (n_visual + n_text)
+    return {"vision": 0, "projector": 0, "prefill": total, "decode": 0, "total": total}
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    return write_synthetic_run(tmp_path_factory.mktemp("runs") / "run1", benchmarks=("vqav2", "mme", "mmvet"),
+                               methods=("full", "icctp"), budgets=(576, 64), n_samples=4)
+
+
+def test_report_tables_and_efficiency(run):
+    text = write_report(run, flops_fn=linear_flops).read_text()
+    # Acc.: full (78 + 1510/20) / 2; icctp@64 keeps 1 - 0.12 x (1 - 64/576) of each
+    assert "| full | 576 | 76.75 | 2 | 100 |" in text
+    assert "| icctp | 64 | 68.56 | 2 | 89.33 |" in text
+    assert "Not scored: mmvet (8 rows, 2 errors)." in text
+    assert "| icctp | 64 | 69.68 | 4 | 1 | 89.3 |" in text  # vqav2 accuracy in %, n, errors, retention
+    assert "| icctp | 64 | 1348.93 | 337.23 | 4 | 1 | 89.3 |" in text  # MME in MME points
+    # efficiency: 9 rows without error (3 per benchmark); TFLOPs (64 + 40); reduction 1 - 104/616
+    assert "| icctp | 64 | 9 | 576 | 64 | 40 | 104 | 83.1 | 20 | 0.5 | 10.4 | 15.6 | 89.3 |" in text
+    assert "| full | 576 | 9 | 576 | 576 | 40 | 616 | 0 | 20 | 0 | 61.6 | 20.8 | 100 |" in text
+    for name in ("accuracy_vs_budget", "retention_vs_reduction", "latency_vs_budget"):
+        assert f"](plots/{name}.png)" in text
+        assert_png(run / "plots" / f"{name}.png")
+
+
+def test_efficiency_uses_icctp_flops_for_a_known_model(run):
+    from icctp.flops import llava_flops
+
+    eff = load_tables(run).efficiency
+    full = eff.filter(pl.col("method") == "full").row(0, named=True)
+    pruned = eff.filter(pl.col("method") == "icctp").row(0, named=True)
+    assert full["tflops"] == pytest.approx(llava_flops("llava-1.5-7b", 576, 40, 16)["total"] / 1e12)
+    assert pruned["tflops"] == pytest.approx(llava_flops("llava-1.5-7b", 64, 40, 16)["total"] / 1e12)
+    assert pruned["reduction"] == pytest.approx((1 - pruned["tflops"] / full["tflops"]) * 100)
+
+
+def test_unknown_model_says_why_no_tflops(tmp_path):
+    run = write_synthetic_run(tmp_path / "run", benchmarks=("vqav2",), methods=("full", "icctp"),
+                              budgets=(576, 64), n_samples=2)
+    info = json.loads((run / "run.json").read_text())
+    info["manifest"]["model"] = {"path": "someone/unknown-model"}
+    (run / "run.json").write_text(json.dumps(info))
+    text = write_report(run).read_text()
+    assert "TFLOPs not computed: the run's model is neither one of" in text
+    assert "| tflops |" not in text
+
+
+def test_peak_memory_is_reported_when_recorded(tmp_path):
+    run = write_synthetic_run(tmp_path / "run", benchmarks=("vqav2",), methods=("full", "icctp"),
+                              budgets=(576, 64), n_samples=2)
+    part = run / "predictions" / "benchmark=vqav2" / "method=icctp" / "budget=64" / "part-0.parquet"
+    pl.read_parquet(part).with_columns(pl.lit(812.0).alias("peak_memory_mb")).write_parquet(part)
+    eff = load_tables(run, flops_fn=linear_flops).efficiency
+    assert dict(eff.select("method", "peak_memory_mb").iter_rows()) == {"full": None, "icctp": 812.0}
+
+
+def test_run_info_helpers():
+    assert flops_model({"manifest": {"model": {"path": "llava-hf/llava-1.5-13b-hf"}}}) == "llava-1.5-13b"
+    assert flops_model({"manifest": {"model": {"path": "llava-hf/llava-v1.6-vicuna-7b-hf"}}}) == "llava-next-7b"
+    assert flops_model({"manifest": {"model": {"path": "fixture:llava15"}}}) is None
+    assert new_tokens({"manifest": {"generation": {"max_new_tokens": 8}}}) == 8
+    assert new_tokens({}) == 16
+
+
+def test_report_job_writes_heatmaps(run, capsys):
+    spec = importlib.util.spec_from_file_location("job_report", ROOT / "jobs" / "report.py")
+    job = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(job)
+    assert job.main([str(run), "--heatmaps", "1"]) == 0
+    text = (run / "report.md").read_text()
+    assert "## Kept-token heatmaps" in text
+    maps = sorted((run / "heatmaps").glob("*.png"))
+    assert len(maps) == 1 and f"](heatmaps/{maps[0].name})" in text
+    assert job.main([str(run), "--heatmaps", "1", "--method", "nope"]) == 2
+    assert "no prediction row" in capsys.readouterr().err
