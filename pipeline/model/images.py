@@ -6,7 +6,7 @@ Rules (each tested):
   composited on white (what the transformers processors do), L / CMYK / I;16 etc. -> RGB;
 - tiny images (down to 1x1) are kept: the processor resizes them to the tower's input like any
   other image, which is the faithful answer to "what does the model see";
-- images larger than ``MAX_PIXELS`` are refused by PIL's decompression-bomb guard (error); images
+- images with more than ``MAX_PIXELS`` pixels are refused before decoding (error); images
   with a side above ``MAX_SIDE`` px are downscaled (aspect kept) before the processor, which would
   shrink them anyway, to bound CPU time and memory;
 - zero-sized images -> ``ImageError``.
@@ -35,6 +35,11 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image if image.mode == "RGB" else image.convert("RGB")
 
 
+def _check_pixels(width: int, height: int) -> None:
+    if width * height > MAX_PIXELS:
+        raise ImageError(f"image too large: {width}x{height} px exceeds {MAX_PIXELS} pixels")
+
+
 def decode_image(image) -> Image.Image:
     """Return an RGB ``PIL.Image`` for ``image`` (encoded bytes or a PIL image)."""
     if image is None:
@@ -43,18 +48,15 @@ def decode_image(image) -> Image.Image:
         data = bytes(image)
         if not data:
             raise ImageError("image bytes are empty")
-        previous = Image.MAX_IMAGE_PIXELS
-        Image.MAX_IMAGE_PIXELS = MAX_PIXELS
         try:
             with Image.open(io.BytesIO(data)) as opened:
+                _check_pixels(*opened.size)
                 opened.load()
                 pil = opened.copy()
-        except Image.DecompressionBombError as exc:
-            raise ImageError(f"image too large: {exc}") from None
+        except ImageError:
+            raise
         except Exception as exc:
             raise ImageError(f"undecodable image bytes ({len(data)} bytes): {type(exc).__name__}: {exc}") from None
-        finally:
-            Image.MAX_IMAGE_PIXELS = previous
     elif isinstance(image, Image.Image):
         pil = image
     else:
@@ -62,6 +64,7 @@ def decode_image(image) -> Image.Image:
     width, height = pil.size
     if width < 1 or height < 1:
         raise ImageError(f"image has zero size {width}x{height}")
+    _check_pixels(width, height)
     pil = to_rgb(pil)
     if max(width, height) > MAX_SIDE:
         scale = MAX_SIDE / max(width, height)
