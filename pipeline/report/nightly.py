@@ -75,10 +75,11 @@ def eval_command(manifest: Path, budgets, run_dir: Path, extra_args=(), eval_scr
 
 def run_nightly(manifest: Path, runs_root: Path, *, baseline: Path | None = None,
                 budgets=NIGHTLY_BUDGETS, tolerances: Path | None = None, extra_args=(),
-                eval_script: Path = EVAL_ALL, now: dt.datetime | None = None) -> NightlyResult:
+                eval_script: Path = EVAL_ALL, now: dt.datetime | None = None,
+                with_plots: bool = True) -> NightlyResult:
     """Run the sweep into a new run directory, compare it with ``baseline`` (default: the
     ``latest-good`` run; none on the first night, which is then green) and move the pointer
-    when green."""
+    when green. ``extra_args`` go to the evaluation script; ``now`` names the run (UTC)."""
     runs_root = Path(runs_root)
     runs_root.mkdir(parents=True, exist_ok=True)
     tol = tolerances_for(manifest, tolerances)
@@ -93,7 +94,7 @@ def run_nightly(manifest: Path, runs_root: Path, *, baseline: Path | None = None
     if base is None:
         set_latest_good(runs_root, run_dir)
         return NightlyResult(0, run_dir, None, "OK: first good run (no baseline to compare with)")
-    comparisons, _ = write_comparison([base, run_dir], tol, run_dir / "compare")
+    comparisons, _ = write_comparison([base, run_dir], tol, run_dir / "compare", with_plots=with_plots)
     line = verdict(comparisons)
     if any(c.regressed for c in comparisons):
         return NightlyResult(1, run_dir, base, line)
