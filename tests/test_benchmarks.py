@@ -215,3 +215,42 @@ def test_bad_rows_pass_through_as_samples(files):
     assert by_question_id[cases["empty question"]]["question"] == ""
     assert by_question_id[cases["empty question"]]["prompt"] == SUFFIX
     assert by_question_id[cases["undecodable image"]]["image"].startswith(b"\x89PNG")
+
+
+# -- scoring on hand-made prediction frames --------------------------------------------------
+
+def predictions(rows: list[tuple[str | None, str | None, dict]]) -> "pl.DataFrame":
+    import polars as pl
+
+    return pl.DataFrame(
+        {"sample_id": [str(i) for i in range(len(rows))], "prediction": [r[0] for r in rows],
+         "error": [r[1] for r in rows], "targets": [json.dumps(r[2], ensure_ascii=False) for r in rows]},
+        schema={"sample_id": pl.String, "prediction": pl.String, "error": pl.String, "targets": pl.String},
+    )
+
+
+@pytest.mark.parametrize("name", ["vqav2", "vizwiz", "textvqa"])
+def test_vqa_accuracy_on_a_hand_computed_frame(name):
+    df = predictions([
+        ("Red", None, {"answers": ["red"] * 3 + ["blue"] * 7}),  # each "red" annotator sees 2 others: 2/3
+        ("blue", None, {"answers": ["red"] * 10}),                 # 0
+        ("two", None, {"answers": ["2"] * 10}),                    # number words normalize: 1
+        ("2", "image: cannot identify", {"answers": ["2"] * 10}),  # error row: wrong
+    ])
+    assert get_benchmark(name).score(df) == {"accuracy": pytest.approx((0.9 + 0 + 1 + 0) / 4)}
+
+
+def test_mmvet_is_not_scored_without_a_judge_and_averages_judge_grades_with_one():
+    from pipeline.benchmarks.mmvet import MMVet
+
+    df = predictions([
+        ("It says OPEN", None, {"question": "What is written?", "answer": "OPEN"}),
+        ("7", None, {"question": "What is 3 + 4?", "answer": "7"}),
+        ("a cat", None, {"question": "What animal?", "answer": "dog"}),
+        ("OPEN", "decode failed", {"question": "What is written?", "answer": "OPEN"}),
+    ])
+    assert get_benchmark("mmvet").score(df) == {}
+    judge = lambda question, answer, prediction: 1.0 if answer.lower() in prediction.lower() else 0.25  # noqa: E731
+    assert MMVet(judge=judge).score(df) == {"score": pytest.approx((1 + 1 + 0.25 + 0) / 4)}
+    with pytest.raises(ValueError, match="outside"):
+        MMVet(judge=lambda *_: 2.0).score(df)

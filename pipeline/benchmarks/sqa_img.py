@@ -31,7 +31,8 @@ class ScienceQAImg(Benchmark):
     def targets(self, row):
         choices = row["choices"] or []
         answer = row["answer"]
-        return {"answer": LETTERS[answer] if 0 <= answer < len(choices) else None,
+        valid = isinstance(answer, int) and 0 <= answer < len(choices)
+        return {"answer": LETTERS[answer] if valid else None,
                 "answer_index": answer, "options": list(LETTERS[: len(choices)]), "choices": choices}
 
     def score(self, df):
