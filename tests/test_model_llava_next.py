@@ -1,0 +1,93 @@
+"""LLaVA-NeXT adapter on the tiny model (fp32, CPU): packing, per-grid pruning, batching by aspect ratio."""
+from __future__ import annotations
+
+import io
+
+import pytest
+import torch
+from PIL import Image
+
+from icctp.budget import scaled_budget, split_budget
+from pipeline.fixtures import models
+from pipeline.model import generation, llava_next, load_vlm
+from tests.test_model_llava import SHAPES, drawing, png
+
+SIZES = [(300, 300), (600, 300), (300, 600), (640, 480), (200, 500), (700, 690)]
+
+
+def next_sample(i):
+    color, _, question = SHAPES[i % len(SHAPES)]
+    return dict(image=png(drawing(color, SIZES[i], offset=i)), prompt=question, question=question, noun_phrases=None)
+
+
+@pytest.fixture(scope="module")
+def vlm(tmp_path_factory):
+    return load_vlm(models.build_llava_next(tmp_path_factory.mktemp("tiny") / "llava_next"))
+
+
+def test_packing_matches_stock(vlm):
+    images = [drawing("red", size) for size in SIZES[:4]]
+    visuals = llava_next.visual_tokens(vlm.model, vlm.processor, images)
+    batch = vlm.processor.image_processor(images, return_tensors="pt")
+    with torch.no_grad():
+        stock = vlm.model.model.get_image_features(batch["pixel_values"], batch["image_sizes"]).pooler_output
+    for visual, expected in zip(visuals, stock):
+        torch.testing.assert_close(visual.tokens, expected)
+        newline = vlm.model.model.image_newline
+        assert bool((visual.tokens[visual.fixed] == newline).all())
+        assert visual.n_features + visual.fixed.numel() == visual.n_visual
+    assert len({v.n_visual for v in visuals}) == 4
+
+
+def test_full_equals_stock_generate(vlm, monkeypatch):
+    captured = []
+    original = generation.greedy
+    monkeypatch.setattr(generation, "greedy", lambda *a, **k: captured.append(original(*a, **k)) or captured[-1])
+    for i in (1, 3):
+        s = next_sample(i)
+        out = vlm.generate([s], method="full", max_new_tokens=6)[0]
+        inputs = vlm.processor(images=Image.open(io.BytesIO(s["image"])), text=vlm.render(s["prompt"]),
+                               return_tensors="pt")
+        with torch.no_grad():
+            ref = vlm.model.generate(**inputs, max_new_tokens=6, do_sample=False, output_logits=True,
+                                     return_dict_in_generate=True)
+        text = vlm.processor.decode(ref.sequences[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+        assert out["prediction"] == text.strip()
+        assert out["n_visual"] == int((inputs["input_ids"] == vlm.image_token_id).sum())
+        torch.testing.assert_close(captured[-1].first_logits[0], ref.logits[0][0].float(), atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("method", ["icctp", "fastv"])
+def test_batched_equals_per_sample(vlm, method):
+    samples = [next_sample(i) for i in range(6)]
+    batched = vlm.generate(samples, method=method, budget=64, max_new_tokens=4)
+    alone = [vlm.generate([s], method=method, budget=64, max_new_tokens=4)[0] for s in samples]
+    for b, a in zip(batched, alone):
+        assert b["error"] is None
+        for key in ("prediction", "n_visual", "n_kept", "kept_indices", "kept_clusters"):
+            assert b[key] == a[key], key
+    assert len({b["n_kept"] for b in batched}) == 6
+
+
+def test_per_grid_budgets_and_newlines(vlm):
+    images = [drawing("blue", size) for size in SIZES[:3]]
+    visuals = llava_next.visual_tokens(vlm.model, vlm.processor, images)
+    samples = [dict(next_sample(i), image=png(im)) for i, im in enumerate(images)]
+    out = vlm.generate(samples, method="cls", budget=64, max_new_tokens=2)
+    for o, visual in zip(out, visuals):
+        total = scaled_budget(64, visual.n_features, 576)
+        per_grid = split_budget(total, [int(g.numel()) for g in visual.grids])
+        kept = torch.tensor(o["kept_indices"])
+        assert o["n_visual"] == visual.n_visual
+        assert o["n_kept"] == total + visual.fixed.numel()
+        assert set(visual.fixed.tolist()) <= set(kept.tolist())
+        for grid, budget in zip(visual.grids, per_grid):
+            assert int(torch.isin(kept, grid).sum()) == budget
+
+
+def test_budget_at_least_n_equals_full(vlm):
+    samples = [next_sample(i) for i in (0, 3)]
+    full = vlm.generate(samples, method="full", max_new_tokens=4)
+    out = vlm.generate(samples, method="icctp", budget=576, max_new_tokens=4)
+    assert [o["prediction"] for o in out] == [f["prediction"] for f in full]
+    assert [o["n_kept"] for o in out] == [f["n_visual"] for f in full]
