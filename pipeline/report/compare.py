@@ -39,6 +39,11 @@ class Comparison:
         return bool(self.problems)
 
 
+def row_counts(metrics: pl.DataFrame) -> pl.DataFrame:
+    """Rows (``n``) and error rows per benchmark x method x budget."""
+    return metrics.group_by(KEYS).agg(pl.col("n").max(), pl.col("n_errors").max())
+
+
 def compare_metrics(base: pl.DataFrame, cand: pl.DataFrame, tol: Tolerances,
                     cards: dict[str, str] | None = None) -> tuple[pl.DataFrame, list[str]]:
     """Per metric: base, cand, delta (points), tolerance, status; and the problems found.
@@ -75,8 +80,7 @@ def compare_metrics(base: pl.DataFrame, cand: pl.DataFrame, tol: Tolerances,
         else:
             problems.append(f"{where} fell {v0:.2f} -> {v1:.2f} ({d:+.2f}, tolerance {t:g})")
 
-    counts = lambda df: df.group_by(KEYS).agg(pl.col("n").max(), pl.col("n_errors").max())  # noqa: E731
-    rows = counts(base).join(counts(cand), on=KEYS, how="inner", suffix="_cand")
+    rows = row_counts(base).join(row_counts(cand), on=KEYS, how="inner", suffix="_cand")
     for b, m, k, n0, e0, n1, e1 in ordered(rows).iter_rows():
         if n0 - n1 > tol.max_lost_rows:
             problems.append(f"{b}/{m}@{k} lost {n0 - n1} row(s) ({n0} -> {n1})")

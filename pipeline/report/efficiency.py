@@ -47,7 +47,7 @@ def flops_model(run_info: dict) -> str | None:
     if ident is None:
         return None
     low = ident.lower()
-    if "next" in low or "1.6" in low or "v1.6" in low:
+    if "next" in low or "1.6" in low:
         return "llava-next-7b" if "7b" in low else None
     if "13b" in low:
         return "llava-1.5-13b"
