@@ -110,3 +110,15 @@ def anyres_helpers():
     from transformers.models.llava_next import modeling_llava_next as m
 
     return m.get_anyres_image_grid_shape, m.unpad_image
+
+
+def decoder_attention_geometry(attn: torch.nn.Module) -> tuple[int, float]:
+    """(head_dim, softmax scaling) of a Llama-style decoder attention module."""
+    return attn.head_dim, attn.scaling
+
+
+def run_decoder_layer(layer, hidden, mask4d, positions, position_embeddings, cache) -> torch.Tensor:
+    """One decoder layer on (B, q, d) with an explicit (B, 1, q, k) boolean mask; returns (B, q, d)."""
+    out = layer(hidden, attention_mask=mask4d, position_ids=positions, position_embeddings=position_embeddings,
+                use_cache=True, **cache_kwargs(layer, cache))
+    return out[0] if isinstance(out, tuple) else out

@@ -28,12 +28,12 @@ def last_token_attention(attn, hidden, position_embeddings, key_mask) -> torch.T
     """Attention of the last query of ``hidden`` (B, L, d) to all keys, mean over heads: (B, L) float32."""
     cos, sin = position_embeddings  # (B, L, hd)
     batch, length, _ = hidden.shape
-    head_dim = attn.head_dim
+    head_dim, scaling = compat.decoder_attention_geometry(attn)
     q = attn.q_proj(hidden[:, -1:]).view(batch, 1, -1, head_dim).transpose(1, 2)  # (B, h, 1, hd)
     k = attn.k_proj(hidden).view(batch, length, -1, head_dim).transpose(1, 2)  # (B, h_kv, L, hd)
     q, k = _rope(q, cos[:, -1:], sin[:, -1:]), _rope(k, cos, sin)
     k = k.repeat_interleave(q.shape[1] // k.shape[1], dim=1)
-    scores = (q.float() @ k.float().transpose(-1, -2))[:, :, 0] * attn.scaling  # (B, h, L)
+    scores = (q.float() @ k.float().transpose(-1, -2))[:, :, 0] * scaling  # (B, h, L)
     scores = scores.masked_fill(~key_mask.bool()[:, None], float("-inf"))
     return scores.softmax(-1).mean(1)
 
@@ -61,9 +61,7 @@ class FastVRunner:
         self.kept: list[torch.Tensor] = []
 
     def _layer(self, index, hidden, mask4, positions, position_embeddings):
-        return self.layers[index](hidden, attention_mask=mask4, position_ids=positions,
-                                  position_embeddings=position_embeddings, use_cache=True,
-                                  **compat.cache_kwargs(self.layers[index], self.cache))
+        return compat.run_decoder_layer(self.layers[index], hidden, mask4, positions, position_embeddings, self.cache)
 
     def prefill(self, embeds: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         hidden, length = embeds, embeds.shape[1]

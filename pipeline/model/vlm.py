@@ -1,5 +1,14 @@
 """``load_vlm`` and ``VLM.generate``: decode, encode once per image, prune, assemble, decode greedily.
 
+Budgets are per 576 visual tokens: an image with n feature tokens keeps
+``icctp.budget.scaled_budget(budget, n, 576)`` of them (LLaVA-1.5: ``min(budget, 576)``), split
+over its grids by ``split_budget``; LLaVA-NeXT newline tokens are kept on top and counted in
+``n_kept``. ``kept_indices`` are positions in the image's visual sequence (as the stock model
+splices it); ``kept_clusters`` (icctp only) align with them: cluster index, -1 for global
+preselection (and grids kept whole), -2 for NeXT newlines. Merged tokens (visionzip) follow the
+kept ones and count in ``n_kept``. FastV keeps ``scaled_budget(budget, n_visual, 576)`` image
+positions inside the LLM (K=2 by default; ``K`` is its method kwarg).
+
 Per-row timings are the batch's wall time of each stage divided evenly over the batch's valid rows
 (ms). A row whose input is bad (undecodable image, empty prompt or question, phrase not in the
 question) gets ``error`` set and ``prediction=None``; the rest of the batch runs as usual.
@@ -107,6 +116,7 @@ class VLM:
         centers, source = nouns.question_centers(question, phrases, self.tokenizer, weight)
         row.phrases, row.centers, row.center_source = [p.text for p in phrases], centers, source
 
+    @torch.no_grad()
     def generate(self, samples: list[dict], method: str = "icctp", budget: int = 64,
                  max_new_tokens: int = 16, **method_kwargs) -> list[dict]:
         """Answer each sample greedily with ``method`` keeping ``budget`` visual tokens (per 576).
@@ -218,7 +228,8 @@ class VLM:
                     None if clusters is None else clusters[j],
                     None if merged is None else merged[j],
                 ))
-        return [_combine(visual, sorted(parts, key=lambda p: p[0]), method) for visual, parts in zip(visuals, per_row)]
+        return [_combine(visual, sorted(parts, key=lambda p: p[0]), method)
+                for visual, parts in zip(visuals, per_row)]
 
     def _decode(self, tokens: torch.Tensor) -> str:
         ids = tokens.tolist()
@@ -229,12 +240,15 @@ class VLM:
     @staticmethod
     def _empty(row: _Row) -> dict:
         return dict(
-            prediction=None, n_visual=None, n_kept=None, n_text=max(len(row.text_ids) - 1, 0) if row.text_ids else None,
-            kept_indices=None, kept_clusters=None, noun_phrases=list(row.phrases), center_source=row.center_source,
-            error=row.error, timings=dict(vision_ms=0.0, select_ms=0.0, prefill_ms=0.0, decode_ms=0.0),
+            prediction=None, n_visual=None, n_kept=None,
+            n_text=len(row.text_ids) - 1 if row.text_ids else None,
+            kept_indices=None, kept_clusters=None, noun_phrases=list(row.phrases),
+            center_source=row.center_source, error=row.error,
+            timings=dict(vision_ms=0.0, select_ms=0.0, prefill_ms=0.0, decode_ms=0.0),
         )
 
 
+GLOBAL_CLUSTER = -1
 FIXED_CLUSTER = -2
 
 
@@ -254,7 +268,7 @@ def _combine(visual, parts, method):
     with_clusters = method == "icctp" and any(p[2] is not None for p in parts)
     clusters = None
     if with_clusters:
-        pieces = [p[2].to(kept.device) if p[2] is not None else torch.full_like(p[1], -1) for p in parts]
+        pieces = [p[2].to(kept.device) if p[2] is not None else torch.full_like(p[1], GLOBAL_CLUSTER) for p in parts]
         clusters = torch.cat(pieces + [torch.full_like(visual.fixed, FIXED_CLUSTER)])
     order = torch.argsort(kept)
     kept = kept[order]
