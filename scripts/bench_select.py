@@ -1,7 +1,8 @@
 """Time icctp_select at the LLaVA-1.5-7B shape against the LLM prefill it saves.
 
 Measures, in one run on this machine: median time of `icctp_select` ("exact" and "paper"
-allocation) and of the loop reference of Algorithm 1 (tests/reference_algorithm.py), and the
+allocation) and of the loop reference of Algorithm 1 (tests/reference_algorithm.py; timed on
+--reference-samples samples and scaled to the batch, it is linear in B), and the
 forward of one 7B-shaped LlamaDecoderLayer (hidden 4096, intermediate 11008, 32 heads, random
 init) on the kept sequence (budget visual + text tokens), times 32 layers. Goal: selection <= 1% of
 that prefill. Prints a Markdown table and appends it to BENCHMARKS.md under "## Selection (icctp_select)".
@@ -35,9 +36,10 @@ GOAL = 0.01
 N_LAYERS = 32
 
 
-def median_seconds(fn, repeats: int) -> float:
-    """Median wall time of `fn()` over `repeats` calls after one warm-up call."""
-    fn()
+def median_seconds(fn, repeats: int, warmup: bool = True) -> float:
+    """Median wall time of `fn()` over `repeats` calls, after one untimed warm-up call if `warmup`."""
+    if warmup:
+        fn()
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -72,6 +74,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5, help="timed calls per vectorized measurement")
     parser.add_argument("--layer-repeats", type=int, default=2)
     parser.add_argument("--reference-repeats", type=int, default=1)
+    parser.add_argument(
+        "--reference-samples", type=int, default=4, help="samples the loop reference runs on; its time is scaled to the batch"
+    )
     parser.add_argument("--no-write", action="store_true", help="print only, do not append to BENCHMARKS.md")
     args = parser.parse_args()
 
@@ -87,10 +92,12 @@ def main() -> None:
         paper = median_seconds(
             lambda: icctp_select(tokens, cls_attn, centers, center_mask, args.budget, allocation="paper"), args.repeats
         )
+        n_ref = min(args.reference_samples, B)
         reference = median_seconds(
-            lambda: [reference_icctp(tokens[b], cls_attn[b], list(centers[b]), args.budget) for b in range(B)],
+            lambda: [reference_icctp(tokens[b], cls_attn[b], list(centers[b]), args.budget) for b in range(n_ref)],
             args.reference_repeats,
-        )
+            warmup=False,
+        ) * (B / n_ref)
     seq = args.budget + args.text
     layer = decoder_layer_seconds(B, seq, args.layer_repeats)
     prefill = layer * N_LAYERS
@@ -98,7 +105,7 @@ def main() -> None:
     rows = [
         ("icctp_select, exact", exact),
         ("icctp_select, paper", paper),
-        ("reference loop (per sample, exact)", reference),
+        (f"reference loop, exact (timed on {n_ref} samples, x {B / n_ref:g})", reference),
         (f"decoder layer forward ({B}x{seq} tokens)", layer),
         (f"prefill estimate (layer x {N_LAYERS})", prefill),
     ]
@@ -116,9 +123,11 @@ def main() -> None:
             f"### {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
             "",
             f"- command: `{command}`",
-            f"- machine: {os.cpu_count()} CPUs (`nproc`), {cpu}, torch {torch.__version__} ({torch.get_num_threads()} threads), no GPU",
+            f"- machine: {os.cpu_count()} CPUs (`nproc`), {cpu}, torch {torch.__version__} ({torch.get_num_threads()} threads), no GPU, "
+            f"load average at the end {os.getloadavg()[0]:.1f} (shared machine: timings are noisy)",
             f"- shape: B={B}, n={n}, d={d}, K={K}, budget={args.budget}, text={args.text}, fp32 CPU; "
-            f"repeats: {args.repeats} (selection), {args.reference_repeats} (reference), {args.layer_repeats} (layer), after one warm-up each",
+            f"repeats: {args.repeats} (selection), {args.layer_repeats} (layer), each after one warm-up; "
+            f"{args.reference_repeats} (reference, no warm-up)",
             f"- goal: selection time <= {100 * GOAL:.0f}% of the 32-layer 7B prefill on the kept sequence",
             "",
             *table,
