@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 from test_plots import assert_png
 
-from pipeline.report.heatmap import (GLOBAL, NOT_KEPT, cluster_grid, cluster_labels, crop_layout, draw_heatmap,
-                                     heatmaps_for_run, kept_mask, pick_rows)
+from pipeline.report.heatmap import (GLOBAL, NOT_KEPT, cluster_grid, cluster_labels, draw_heatmap, heatmaps_for_run,
+                                     kept_mask, next_layout, pick_rows)
 from pipeline.report.runs import scan_predictions
 from pipeline.report.synthetic import write_synthetic_run
 
@@ -65,24 +65,37 @@ def test_heatmap_marks_exactly_n_kept_cells(tmp_path):
     assert_png(tmp_path / "h.png")
 
 
-def test_llava_next_rows_are_drawn_per_grid(tmp_path):
+def next_config():
+    """A LLaVA-NeXT config with CLIP-336/14 grids (no weights needed)."""
+    from transformers import CLIPVisionConfig, LlamaConfig, LlavaNextConfig
+
+    vision = CLIPVisionConfig(image_size=336, patch_size=14, hidden_size=32, intermediate_size=64,
+                              num_hidden_layers=2, num_attention_heads=2)
+    text = LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                       vocab_size=100)
+    return LlavaNextConfig(vision_config=vision.to_dict(), text_config=text.to_dict(),
+                           image_grid_pinpoints=[[336, 672], [672, 336], [672, 672]])
+
+
+def test_llava_next_positions_are_drawn_on_their_grids(tmp_path):
+    config = next_config()
+    packed, layout = next_layout((300, 500), config)  # a wide image: one row of two crops
+    assert layout == (1, 2)
+    newlines = np.flatnonzero(packed < 0)
     rng = np.random.default_rng(2)
-    kept = np.sort(rng.choice(2880, size=320, replace=False))
-    r = row(kept.tolist(), rng.integers(-1, 2, size=320).tolist(), n_visual=2880)
-    mask = draw_heatmap(image(), r, tmp_path / "next.png")
-    assert mask.shape == (5, 24, 24)
-    assert mask.sum() == 320
-    assert [int(m.sum()) for m in mask] == [int(((kept >= 576 * g) & (kept < 576 * (g + 1))).sum())
-                                            for g in range(5)]
+    token_positions = rng.choice(np.flatnonzero(packed >= 0), size=150, replace=False)
+    kept = np.sort(np.concatenate([token_positions, newlines]))
+    r = row(kept.tolist(), rng.integers(-1, 2, size=kept.size).tolist(), n_visual=len(packed))
+    mask = draw_heatmap(image(500, 300), r, tmp_path / "next.png", config)
+    assert mask.shape == (3, 24, 24)  # base + 2 crops
+    assert mask.sum() == r["n_kept"] - len(newlines) == 150
+    assert np.array_equal(np.flatnonzero(mask.reshape(-1)), np.sort(packed[token_positions]))
     w, h = assert_png(tmp_path / "next.png")
-    assert w > h  # base + 4 crops laid out in rows of 3
-
-
-def test_crop_layout_follows_aspect_ratio():
-    assert crop_layout(4, 600, 600) == (2, 2)
-    assert crop_layout(2, 800, 400) == (1, 2)
-    assert crop_layout(2, 400, 800) == (2, 1)
-    assert crop_layout(3, 1200, 400) == (1, 3)
+    assert w > h
+    with pytest.raises(ValueError, match="model config"):
+        draw_heatmap(image(500, 300), r, tmp_path / "x.png")
+    with pytest.raises(ValueError, match="packs"):
+        draw_heatmap(image(300, 500), r, tmp_path / "x.png", config)  # a tall image packs differently
 
 
 def test_legend_labels_name_noun_phrases():

@@ -9,17 +9,15 @@ in ms; peak memory (MiB) is the maximum of the optional ``peak_memory_mb`` colum
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
 import polars as pl
 
-from pipeline.report.runs import PEAK_MEMORY_COLUMN, TIMING_COLUMNS
+from pipeline.report.runs import PEAK_MEMORY_COLUMN, TIMING_COLUMNS, model_config, model_id
 from pipeline.report.tables import ordered
 
 FlopsFn = Callable[..., dict]
 FLOPS_MODELS = ("llava-1.5-7b", "llava-1.5-13b", "llava-next-7b")
 DEFAULT_NEW_TOKENS = 16
-FIXTURE_PREFIX = "fixture:"
 
 
 def measured(predictions: pl.LazyFrame) -> pl.DataFrame:
@@ -53,19 +51,6 @@ def flops_model(run_info: dict) -> str | None:
         return "llava-1.5-13b"
     if "7b" in low:
         return "llava-1.5-7b"
-    return None
-
-
-def model_id(run_info: dict) -> str | None:
-    """The model id or path named in ``run.json`` (``model`` at top level or in ``manifest``)."""
-    for holder in (run_info, run_info.get("manifest") or {}):
-        model = holder.get("model")
-        if isinstance(model, str):
-            return model
-        if isinstance(model, dict):
-            for key in ("name", "id", "hub_id", "path"):
-                if isinstance(model.get(key), str):
-                    return model[key]
     return None
 
 
@@ -125,17 +110,5 @@ def efficiency_table(predictions: pl.LazyFrame, aggregate: pl.DataFrame | None, 
 
 def resolve_flops_model(run_info: dict):
     """What to pass to ``llava_flops`` for this run: a known model name, else the transformers
-    config of a local model directory or of a built ``fixture:<kind>`` model, else None."""
-    name = flops_model(run_info)
-    if name is not None:
-        return name
-    ident = model_id(run_info)
-    if ident is not None and ident.startswith(FIXTURE_PREFIX):
-        from pipeline.fixtures import fixtures_root
-
-        ident = str(fixtures_root() / "models" / ident[len(FIXTURE_PREFIX):])
-    if ident is None or not (Path(ident) / "config.json").is_file():
-        return None
-    from transformers import AutoConfig
-
-    return AutoConfig.from_pretrained(ident)
+    config of the run's model when it can be read locally (tiny fixture models), else None."""
+    return flops_model(run_info) or model_config(run_info)

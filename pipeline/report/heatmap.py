@@ -2,11 +2,13 @@
 patches dimmed, kept patches tinted by ICCTP cluster (-1 = global preselection, j = noun phrase
 j), noun phrases in the legend.
 
-Visual token i lies in grid ``i // 576`` at row ``(i % 576) // 24``, column ``i % 24``. LLaVA-1.5
-has one grid; LLaVA-NeXT rows (n_visual > 576) have a base grid followed by one grid per crop and
-are drawn grid by grid. The image is shown as the CLIP processor sees it (shortest side resized,
-centre-cropped to a square); a crop is cut from the image resized to the crop layout, which is
-chosen to match the image's aspect ratio (e.g. 4 crops -> 2x2).
+LLaVA-1.5: visual token i is cell (i // 24, i % 24) of the one grid, and the image is shown as the
+CLIP processor sees it (shortest side resized, centre-cropped square). LLaVA-NeXT: ``kept_indices``
+are positions in the packed sequence (base grid, then the unpadded crop map with a newline token
+ending each row, :func:`pipeline.model.llava_next.packed_index`); each position is mapped back to
+its grid (base, crop r,c) and cell with the run's model config, newline tokens are left out of the
+grids, and each grid is drawn on its view (base: the square view; crops: tiles of the image
+resized with its aspect ratio kept and centred in the crop layout, as anyres does).
 """
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ import polars as pl  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from pipeline.report.runs import input_files, scan_predictions  # noqa: E402
+from pipeline.report.runs import input_files, model_config, read_run_info, scan_predictions  # noqa: E402
 
 SIDE = 24
 TOKENS_PER_GRID = SIDE * SIDE
@@ -77,24 +79,60 @@ def square_view(image: Image.Image) -> Image.Image:
     return image.crop((left, top, left + PIXELS, top + PIXELS))
 
 
-def crop_layout(crops: int, width: int, height: int) -> tuple[int, int]:
-    """(rows, cols) with rows x cols == crops whose shape is closest to the image's aspect."""
-    pairs = [(r, crops // r) for r in range(1, crops + 1) if crops % r == 0]
-    return min(pairs, key=lambda rc: abs(math.log((rc[1] / rc[0]) / (width / height))))
-
-
-def grid_views(image: Image.Image, grids: int) -> list[tuple[str, Image.Image]]:
-    """(title, 336x336 image) per grid: the base view, then the crops in raster order."""
-    views = [("base" if grids > 1 else "image", square_view(image))]
-    crops = grids - 1
-    if crops:
-        rows, cols = crop_layout(crops, *image.size)
-        big = image.convert("RGB").resize((cols * PIXELS, rows * PIXELS), Image.BICUBIC)
-        for k in range(crops):
-            r, c = divmod(k, cols)
+def grid_views(image: Image.Image, layout: tuple[int, int] | None = None) -> list[tuple[str, Image.Image]]:
+    """(title, 336x336 image) per grid: the square view, then with ``layout`` = (rows, cols) of
+    LLaVA-NeXT crops each crop in raster order."""
+    if layout is None:
+        return [("image", square_view(image))]
+    rows, cols = layout
+    image = image.convert("RGB")
+    target_w, target_h = cols * PIXELS, rows * PIXELS
+    scale = min(target_w / image.width, target_h / image.height)
+    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    canvas = Image.new("RGB", (target_w, target_h))
+    canvas.paste(image.resize(size, Image.BICUBIC), ((target_w - size[0]) // 2, (target_h - size[1]) // 2))
+    views = [("base", square_view(image))]
+    for r in range(rows):
+        for c in range(cols):
             box = (c * PIXELS, r * PIXELS, (c + 1) * PIXELS, (r + 1) * PIXELS)
-            views.append((f"crop {k + 1} (row {r + 1}, col {c + 1})", big.crop(box)))
+            views.append((f"crop row {r + 1}, col {c + 1}", canvas.crop(box)))
     return views
+
+
+def next_layout(image_size: tuple[int, int], config) -> tuple[np.ndarray, tuple[int, int]]:
+    """LLaVA-NeXT packing of an image of ``image_size`` = (height, width): the packed index
+    (n_visual,) into the flattened grid tokens (-1 = newline) and the crop layout (rows, cols)."""
+    from pipeline.model import compat
+    from pipeline.model.llava_next import packed_index
+
+    grid_shape, _ = compat.anyres_helpers()
+    rows, cols = grid_shape(list(image_size), config.image_grid_pinpoints, config.vision_config.image_size)
+    return packed_index(image_size, config).numpy(), (int(rows), int(cols))
+
+
+def grid_tokens(row: dict, packed: np.ndarray | None = None):
+    """(token indices into the flattened grids, aligned clusters or None, number of grid tokens,
+    kept newline tokens) of a prediction row; ``packed`` maps LLaVA-NeXT positions to tokens."""
+    kept = np.asarray(row["kept_indices"], dtype=np.int64)
+    clusters = None if row.get("kept_clusters") is None else np.asarray(row["kept_clusters"], dtype=np.int64)
+    if packed is None:
+        if row["n_visual"] > TOKENS_PER_GRID:
+            raise ValueError(f"row {row.get('sample_id')!r} has {row['n_visual']} visual tokens: "
+                             "a LLaVA-NeXT row needs the model config to place them")
+        return kept, clusters, row["n_visual"], 0
+    if len(packed) != row["n_visual"]:
+        raise ValueError(f"row {row.get('sample_id')!r}: n_visual {row['n_visual']} but the model packs "
+                         f"{len(packed)} positions for this image")
+    if kept.size and (kept.min() < 0 or kept.max() >= len(packed)):
+        raise ValueError(f"kept index out of [0, {len(packed)}): {kept.min()}..{kept.max()}")
+    tokens = packed[kept]
+    is_token = tokens >= 0
+    if clusters is not None:
+        if clusters.shape != kept.shape:
+            raise ValueError(f"kept_clusters has {clusters.size} entries for {kept.size} kept indices")
+        clusters = clusters[is_token]
+    n_tokens = int(packed.max()) // TOKENS_PER_GRID * TOKENS_PER_GRID + TOKENS_PER_GRID
+    return tokens[is_token], clusters, n_tokens, int((~is_token).sum())
 
 
 def cluster_colors(n_clusters: int) -> dict[int, tuple]:
@@ -130,16 +168,24 @@ def overlay(grid: np.ndarray, colors: dict[int, tuple]) -> np.ndarray:
     return rgba
 
 
-def draw_heatmap(image: Image.Image, row: dict, path: Path) -> np.ndarray:
+def draw_heatmap(image: Image.Image, row: dict, path: Path, config=None) -> np.ndarray:
     """Write the heatmap PNG of one prediction row to ``path``; return the kept mask drawn
-    (bool (grids, 24, 24)). ``row`` holds the prediction columns in ``ROW_COLUMNS``."""
+    (bool (grids, 24, 24)). ``row`` holds the prediction columns in ``ROW_COLUMNS``; ``config``
+    (the model's transformers config) is needed for LLaVA-NeXT rows (n_visual > 576)."""
     if row.get("kept_indices") is None:
         raise ValueError(f"row {row.get('sample_id')!r} has no kept_indices")
-    grid = cluster_grid(row["kept_indices"], row["n_visual"], row.get("kept_clusters"))
+    packed, layout = None, None
+    if row["n_visual"] > TOKENS_PER_GRID:
+        if config is None:
+            raise ValueError(f"row {row.get('sample_id')!r} has {row['n_visual']} visual tokens: "
+                             "a LLaVA-NeXT row needs the model config to place them")
+        packed, layout = next_layout((image.height, image.width), config)
+    tokens, clusters, n_tokens, newlines = grid_tokens(row, packed)
+    grid = cluster_grid(tokens, n_tokens, clusters)
     ids = sorted(set(np.unique(grid).tolist()) - {NOT_KEPT})
     colors = cluster_colors(max([j + 1 for j in ids if j >= 0], default=0))
     labels = cluster_labels(row, ids)
-    views = grid_views(image, grid.shape[0])
+    views = grid_views(image, layout)
     cols = min(3, len(views))
     rows = math.ceil(len(views) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 4.2 * rows + 0.9), squeeze=False)
@@ -155,10 +201,11 @@ def draw_heatmap(image: Image.Image, row: dict, path: Path) -> np.ndarray:
         ax.set_title(f"{title}: {int((cells != NOT_KEPT).sum())} kept", fontsize=9)
     for ax in list(axes.flat)[len(views):]:
         ax.axis("off")
-    merged = int(row["n_kept"]) - len(row["kept_indices"])
+    extra = int(row["n_kept"]) - len(row["kept_indices"])
     head = (f"{row['benchmark']} {row['sample_id']} · {row['method']} @ {row['budget']}: "
             f"{len(row['kept_indices'])}/{row['n_visual']} tokens kept"
-            + (f" + {merged} merged" if merged > 0 else ""))
+            + (f" (incl. {newlines} newline)" if newlines else "")
+            + (f" + {extra} merged" if extra > 0 else ""))
     fig.suptitle(head + "\n" + textwrap.shorten(str(row.get("question") or ""), 110), fontsize=10)
     handles = [Patch(facecolor=colors[j][:3], edgecolor="black", label=labels[j]) for j in ids]
     handles.append(Patch(facecolor=(0.2, 0.2, 0.2), edgecolor="black", label="pruned"))
@@ -225,6 +272,7 @@ def heatmaps_for_run(run_dir: Path, n: int, out_dir: Path | None = None, method:
     if predictions is None or n < 1:
         return []
     rows = pick_rows(predictions, n, method, budget)
+    config = model_config(read_run_info(run_dir)) if (rows["n_visual"] > TOKENS_PER_GRID).any() else None
     paths = []
     for (bench,), group in rows.group_by("benchmark", maintain_order=True):
         images = load_images(run_dir, bench, group["sample_id"].to_list())
@@ -232,6 +280,6 @@ def heatmaps_for_run(run_dir: Path, n: int, out_dir: Path | None = None, method:
             image = Image.open(io.BytesIO(images[row["sample_id"]]))
             name = f"{bench}_{row['sample_id']}_{row['method']}_{row['budget']}.png"
             path = out_dir / "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in name)
-            draw_heatmap(image, row, path)
+            draw_heatmap(image, row, path, config)
             paths.append(path)
     return paths

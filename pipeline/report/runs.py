@@ -24,6 +24,7 @@ METRICS_SCHEMA = {
     "n": pl.Int64,
     "n_errors": pl.Int64,
 }
+FIXTURE_PREFIX = "fixture:"
 TIMING_COLUMNS = ("vision_ms", "select_ms", "prefill_ms", "decode_ms")
 PEAK_MEMORY_COLUMN = "peak_memory_mb"
 
@@ -82,3 +83,37 @@ def predicted_benchmarks(run_dir: Path) -> list[str]:
 
 def input_files(run_dir: Path, benchmark: str) -> list[Path]:
     return sorted((Path(run_dir) / "inputs" / f"benchmark={benchmark}").glob("*.parquet"))
+
+
+def model_id(run_info: dict) -> str | None:
+    """The model id or path named in ``run.json`` (``model`` at top level or in ``manifest``;
+    a string or a mapping with ``path``/``name``/``id``/``hub_id``)."""
+    for holder in (run_info, run_info.get("manifest") or {}):
+        model = holder.get("model")
+        if isinstance(model, str):
+            return model
+        if isinstance(model, dict):
+            for key in ("path", "name", "id", "hub_id"):
+                if isinstance(model.get(key), str):
+                    return model[key]
+    return None
+
+
+def model_config(run_info: dict):
+    """The transformers config of the run's model when it is readable without network: a local
+    directory, a built ``fixture:<kind>`` model, or a hub id in the local HF cache; else None."""
+    ident = model_id(run_info)
+    if ident is None:
+        return None
+    if ident.startswith(FIXTURE_PREFIX):
+        from pipeline.fixtures import fixtures_root
+
+        ident = str(fixtures_root() / "models" / ident[len(FIXTURE_PREFIX):])
+        if not (Path(ident) / "config.json").is_file():
+            return None
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(ident, local_files_only=True)
+    except (OSError, ValueError):
+        return None

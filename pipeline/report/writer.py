@@ -9,11 +9,11 @@ from pathlib import Path
 import polars as pl
 
 from pipeline.report import plots
-from pipeline.report.efficiency import FlopsFn, efficiency_table, model_id, new_tokens, resolve_flops_model
+from pipeline.report.efficiency import FlopsFn, efficiency_table, new_tokens, resolve_flops_model
 from pipeline.report.heatmap import heatmaps_for_run
 from pipeline.report.headline import run_cards
-from pipeline.report.runs import (PEAK_MEMORY_COLUMN, TIMING_COLUMNS, check_run_dir, predicted_benchmarks,
-                                  read_metrics, read_run_info, scan_predictions)
+from pipeline.report.runs import (PEAK_MEMORY_COLUMN, TIMING_COLUMNS, check_run_dir, model_id,
+                                  predicted_benchmarks, read_metrics, read_run_info, scan_predictions)
 from pipeline.report.tables import aggregate, benchmark_table, headline_metrics, scored, to_markdown
 
 RUN_FIELDS = ("git_commit", "started", "finished", "limit")
