@@ -15,7 +15,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.report.compare import verdict, write_comparison  # noqa: E402
-from pipeline.report.tolerances import load_tolerances  # noqa: E402
+from pipeline.report.runs import read_run_info  # noqa: E402
+from pipeline.report.tolerances import load_tolerances, run_tolerances  # noqa: E402
 
 DEFAULT_TOLERANCES = Path(__file__).resolve().parents[1] / "manifests" / "tolerances.yaml"
 
@@ -31,8 +32,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("runs", nargs="+", type=Path, help="run directories; the first is the baseline")
     p.add_argument("--budgets", type=budget_pair, help="REFERENCE,BUDGET inside a single run")
-    p.add_argument("--tolerances", type=Path, default=DEFAULT_TOLERANCES,
-                   help="YAML with tolerances (top level or a `tolerances:` section, e.g. a manifest)")
+    p.add_argument("--tolerances", type=Path,
+                   help="YAML with tolerances (top level or a `tolerances:` section, e.g. a manifest); default: "
+                        "the last run's manifest section when set, else manifests/tolerances.yaml")
     p.add_argument("--output", type=Path, help="where compare.md and plots go (default: LAST_RUN/compare)")
     p.add_argument("--no-plots", action="store_true", help="write compare.md only")
     return p.parse_args(argv)
@@ -41,7 +43,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
-        tol = load_tolerances(args.tolerances)
+        tol = (load_tolerances(args.tolerances) if args.tolerances else
+               run_tolerances(read_run_info(args.runs[-1])) or load_tolerances(DEFAULT_TOLERANCES))
         out = args.output or args.runs[-1] / "compare"
         comparisons, path = write_comparison(args.runs, tol, out, args.budgets, with_plots=not args.no_plots)
     except (FileNotFoundError, ValueError) as e:

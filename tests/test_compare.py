@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import shutil
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from test_plots import assert_png
 
 from pipeline.report.compare import compare_metrics
 from pipeline.report.synthetic import write_synthetic_run
-from pipeline.report.tolerances import Tolerances, load_tolerances
+from pipeline.report.tolerances import Tolerances, load_tolerances, run_tolerances
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -147,3 +148,17 @@ def test_tolerances_file_and_manifest_section(tmp_path):
     bad.write_text("tolerances:\n  defualt: 1.0\n")
     with pytest.raises(ValueError, match="defualt"):
         load_tolerances(bad)
+
+
+def test_run_manifest_tolerances_are_the_default(base_run, tmp_path):
+    cand = copy_run(base_run, tmp_path / "cand")
+    edit_metrics(cand, pl.when(at("vqav2", "icctp", 64, "accuracy")).then(pl.col("value") - 0.008)
+                 .otherwise(pl.col("value")).alias("value"))
+    args = [str(base_run), str(cand), "--no-plots"]
+    assert compare_job.main(args) == 1  # 0.8 points > default 0.5
+    info = json.loads((cand / "run.json").read_text())
+    info["manifest"]["tolerances"] = {"default": 1.0}
+    (cand / "run.json").write_text(json.dumps(info))
+    assert run_tolerances(info) == Tolerances(default=1.0)
+    assert compare_job.main(args) == 0
+    assert compare_job.main([*args, "--tolerances", str(ROOT / "manifests" / "tolerances.yaml")]) == 1

@@ -53,3 +53,14 @@ def load_tolerances(path: Path | None) -> Tolerances:
         return Tolerances.model_validate(section)
     except ValidationError as exc:
         raise ValueError(f"{path}: invalid tolerances: {exc}") from exc
+
+
+def run_tolerances(run_info: dict) -> Tolerances | None:
+    """The ``tolerances`` section of the manifest recorded in ``run.json`` (None when empty)."""
+    section = (run_info.get("manifest") or {}).get("tolerances")
+    if not section:
+        return None
+    try:
+        return Tolerances.model_validate(section)
+    except ValidationError as exc:
+        raise ValueError(f"run.json manifest: invalid tolerances: {exc}") from exc
