@@ -244,13 +244,110 @@ def test_mmvet_is_not_scored_without_a_judge_and_averages_judge_grades_with_one(
     from pipeline.benchmarks.mmvet import MMVet
 
     df = predictions([
-        ("It says OPEN", None, {"question": "What is written?", "answer": "OPEN"}),
-        ("7", None, {"question": "What is 3 + 4?", "answer": "7"}),
-        ("a cat", None, {"question": "What animal?", "answer": "dog"}),
-        ("OPEN", "decode failed", {"question": "What is written?", "answer": "OPEN"}),
+        ("It says OPEN", None, {"question": "What is written?", "answer": "OPEN", "capability": "ocr"}),
+        ("7", None, {"question": "What is 3 + 4?", "answer": "7", "capability": "ocr,math"}),
+        ("a cat", None, {"question": "What animal?", "answer": "dog", "capability": "rec"}),
+        ("OPEN", "decode failed", {"question": "What is written?", "answer": "OPEN", "capability": "ocr"}),
     ])
     assert get_benchmark("mmvet").score(df) == {}
     judge = lambda question, answer, prediction: 1.0 if answer.lower() in prediction.lower() else 0.25  # noqa: E731
-    assert MMVet(judge=judge).score(df) == {"score": pytest.approx((1 + 1 + 0.25 + 0) / 4)}
-    with pytest.raises(ValueError, match="outside"):
+    scores = MMVet(judge=judge).score(df)
+    assert scores["score"] == pytest.approx((1 + 1 + 0.25 + 0) / 4)
+    assert scores["capability/ocr"] == pytest.approx((1 + 1 + 0) / 3)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
         MMVet(judge=lambda *_: 2.0).score(df)
+
+
+def test_pope_metrics_per_category_and_mean_f1():
+    df = predictions([
+        ("Yes, there is.", None, {"answer": "yes", "category": "adversarial"}),        # TP
+        ("No.", None, {"answer": "no", "category": "adversarial"}),                     # TN
+        ("yes", None, {"answer": "no", "category": "adversarial"}),                     # FP
+        ("Yes", "image: cannot identify", {"answer": "yes", "category": "adversarial"}),  # error: FN
+        ("There is not a dog", None, {"answer": "no", "category": "random"}),           # TN
+        ("Yes", None, {"answer": "yes", "category": "random"}),                         # TP
+    ])
+    m = get_benchmark("pope").score(df)
+    assert m["adversarial/accuracy"] == pytest.approx(0.5)
+    assert m["adversarial/precision"] == pytest.approx(0.5)
+    assert m["adversarial/recall"] == pytest.approx(0.5)
+    assert m["adversarial/yes_ratio"] == pytest.approx(0.5)
+    assert m["random/f1"] == pytest.approx(1.0)
+    assert m["mean_f1"] == pytest.approx(0.75)
+
+
+def test_mme_category_scores_and_group_sums():
+    df = predictions([
+        ("Yes", None, {"question_id": "existence/1.png", "category": "existence", "answer": "Yes"}),
+        ("No.", None, {"question_id": "existence/1.png", "category": "existence", "answer": "No"}),
+        ("yes, it is", None, {"question_id": "existence/2.png", "category": "existence", "answer": "Yes"}),
+        ("No", "decode failed", {"question_id": "existence/2.png", "category": "existence", "answer": "No"}),
+        ("n", None, {"question_id": "code_reasoning/1.png", "category": "code_reasoning", "answer": "Yes"}),
+        ("No", None, {"question_id": "code_reasoning/1.png", "category": "code_reasoning", "answer": "No"}),
+    ])
+    m = get_benchmark("mme").score(df)
+    assert m["existence"] == pytest.approx(75 + 50)  # acc 3/4, acc+ 1/2
+    assert m["code_reasoning"] == pytest.approx(50 + 0)
+    assert (m["perception"], m["cognition"]) == (pytest.approx(125), pytest.approx(50))
+
+
+def test_scienceqa_accuracy_with_llava_letter_extraction():
+    df = predictions([
+        ("B", None, {"answer": "B", "options": ["A", "B", "C"]}),
+        ("The answer is A.", None, {"answer": "A", "options": ["A", "B"]}),
+        ("C", None, {"answer": "A", "options": ["A", "B"]}),  # not offered: wrong
+        ("A", "empty question", {"answer": "A", "options": ["A", "B"]}),
+    ])
+    assert get_benchmark("sqa_img").score(df) == {"accuracy": pytest.approx(0.5)}
+
+
+def test_mmbench_circular_accuracy_needs_every_rotation_right():
+    def row(index, answer, prediction, n_options, error=None):
+        options = dict(zip("ABCD", ["x", "y", "z", "w"][:n_options] + [None] * (4 - n_options)))
+        return prediction, error, {"index": index, "answer": answer, **options}
+
+    df = predictions([
+        row(1, "A", "A", 2), row(1_000_001, "B", "B. y", 2),                              # all right
+        row(2, "C", "C", 3), row(1_000_002, "B", "A", 3), row(2_000_002, "A", "A", 3),   # one wrong
+        row(3, "A", "A", 2, error="decode failed"),                                      # error row
+    ])
+    assert get_benchmark("mmbench").score(df) == {"circular_accuracy": pytest.approx(1 / 3)}
+    assert get_benchmark("mmbench_cn").score(df) == {"circular_accuracy": pytest.approx(1 / 3)}
+
+
+def test_gqa_exact_match_strips_the_period_and_case():
+    df = predictions([
+        ("Yes.", None, {"answer": "yes"}), ("left", None, {"answer": "right"}),
+        (" Red ", None, {"answer": "red"}), ("red", "decode failed", {"answer": "red"}),
+    ])
+    assert get_benchmark("gqa").score(df) == {"accuracy": pytest.approx(0.5)}
+
+
+ORACLE = {  # the ground truth, read back from the targets a card wrote
+    "vqav2": lambda t: max(sorted(set(t["answers"])), key=t["answers"].count),
+    "vizwiz": lambda t: max(sorted(set(t["answers"])), key=t["answers"].count),
+    "textvqa": lambda t: max(sorted(set(t["answers"])), key=t["answers"].count),
+    "gqa": lambda t: t["answer"],
+    "pope": lambda t: t["answer"],
+    "mme": lambda t: t["answer"],
+    "sqa_img": lambda t: t["answer"],
+    "mmbench": lambda t: t["answer"],
+    "mmbench_cn": lambda t: t["answer"],
+}
+
+
+@pytest.mark.parametrize("name", list(ORACLE))
+def test_answering_the_targets_scores_the_maximum_on_every_fixture(files, name):
+    import polars as pl
+
+    samples = list(iter_samples(name, data_files=files[name]))
+    df = pl.DataFrame({
+        "sample_id": [s["sample_id"] for s in samples],
+        "prediction": [ORACLE[name](json.loads(s["targets"])) for s in samples],
+        "error": pl.Series([None] * len(samples), dtype=pl.String),
+        "targets": [s["targets"] for s in samples],
+    })
+    card = get_benchmark(name)
+    metrics = card.score(df)
+    best = 100.0 * len(fx.MME_PERCEPTION) * 2 if name == "mme" else 1.0
+    assert metrics[card.headline] == pytest.approx(best)

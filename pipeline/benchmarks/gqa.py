@@ -43,9 +43,9 @@ class GQA(Benchmark):
         return {"answer": row["answer"], "fullAnswer": row.get("fullAnswer")}
 
     def score(self, df):
-        from pipeline.evaluators.gqa import exact_match
+        from pipeline.evaluators.exact_match import exact_match_frame
 
-        return {"accuracy": exact_match(with_targets(df, TARGETS))}
+        return {"accuracy": exact_match_frame(with_targets(df, TARGETS)).mean()}
 
     def load_rows(self, *, hf_id: str | None = None, config: str | None = None, split: str | None = None,
                   data_files: Any = None, streaming: bool = False) -> Iterator[tuple[int, dict]]:

@@ -36,9 +36,6 @@ class ScienceQAImg(Benchmark):
                 "answer_index": answer, "options": list(LETTERS[: len(choices)]), "choices": choices}
 
     def score(self, df):
-        from pipeline.evaluators.mcq import extract_choice
+        from pipeline.evaluators.mcq import choice_accuracy
 
-        t = with_targets(df, TARGETS)
-        right = [p is not None and extract_choice(p, opts) == a
-                 for p, opts, a in zip(t["prediction"], t["options"], t["answer"])]
-        return {"accuracy": sum(right) / len(right)}
+        return {"accuracy": choice_accuracy(with_targets(df, TARGETS))}
