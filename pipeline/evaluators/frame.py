@@ -43,3 +43,9 @@ def as_string(df: pl.DataFrame, column: str) -> pl.Series:
 def counts(df: pl.DataFrame, prediction: str = "prediction") -> tuple[int, int]:
     """``(n, n_errors)``: rows, and rows whose prediction is null (scored as wrong by every evaluator)."""
     return df.height, df[prediction].null_count()
+
+
+def named_like(result: pl.Expr, source: pl.Expr) -> pl.Expr:
+    """``result`` carrying the output name of ``source`` (when it has one)."""
+    name = source.meta.output_name(raise_if_undetermined=False)
+    return result.alias(name) if name else result

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from pipeline.evaluators.frame import as_string, require_columns
+from pipeline.evaluators.frame import as_string, named_like, require_columns
 
 CONTRACTIONS = {
     "aint": "ain't", "arent": "aren't", "cant": "can't", "couldve": "could've", "couldnt": "couldn't",
@@ -152,7 +152,7 @@ def normalize_series(values: pl.Series) -> pl.Series:
 def normalize_expr(col: str | pl.Expr) -> pl.Expr:
     """EvalAI answer processing of a String column as an expression (``normalize_series`` per batch)."""
     text = pl.col(col) if isinstance(col, str) else col
-    return text.map_batches(normalize_series, return_dtype=pl.String, is_elementwise=True)
+    return named_like(text.map_batches(normalize_series, return_dtype=pl.String, is_elementwise=True), text)
 
 
 def normalize_answer(text: str) -> str:
