@@ -8,7 +8,7 @@ from PIL import Image
 
 from pipeline.fixtures import models
 from pipeline.model import images, load_vlm
-from tests.test_model_llava import drawing, png, sample
+from test_model_llava import drawing, png, sample
 
 
 def encoded(im: Image.Image, fmt: str = "PNG") -> bytes:

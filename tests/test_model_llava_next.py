@@ -10,7 +10,7 @@ from PIL import Image
 from icctp.budget import scaled_budget, split_budget
 from pipeline.fixtures import models
 from pipeline.model import generation, llava_next, load_vlm
-from tests.test_model_llava import SHAPES, drawing, png
+from test_model_llava import SHAPES, drawing, png
 
 SIZES = [(300, 300), (600, 300), (300, 600), (640, 480), (200, 500), (700, 690)]
 
