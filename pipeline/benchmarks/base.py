@@ -165,7 +165,7 @@ class Benchmark:
     split: str
     columns: ClassVar[dict[str, str]]  # column -> type family it must have
     id_column: ClassVar[str | None] = None  # sample_id; None -> the row's position in the split
-    image_id_column: ClassVar[str | None] = None  # image_id; None -> hash of the image bytes
+    image_id_column: ClassVar[str | None] = None  # image_id (and grouping key); None -> hash of the bytes
     image_column: ClassVar[str] = "image"
     headline: ClassVar[str]
 
@@ -229,7 +229,7 @@ class Benchmark:
         """``(position in the split, row)`` with the image left encoded, after validating the schema.
 
         In-memory datasets are reordered so that rows of one image are adjacent (first appearance
-        order); a streamed dataset keeps its own order (the hub splits already group them).
+        order, stable); a streamed dataset keeps its own order.
         """
         files, split = resolve_split(data_files, split, self.split)
         ds = open_split(hf_id or self.hf_id, config if config is not None else self.config, split, files, streaming)
@@ -241,16 +241,12 @@ class Benchmark:
             ds = ds.cast_column(self.image_column, datasets.Image(decode=False))
         order = None
         if not streaming and self.image_id_column is not None:
-            keys = ds.select_columns(list(self.key_columns())).to_list()
+            keys = ds.select_columns([self.image_id_column]).to_list()
             order = grouped_order([self.image_id(row, None) for row in keys])
         if order is None:
             yield from enumerate(ds)
         else:
             yield from zip(order, ds.select(order))
-
-    def key_columns(self) -> tuple[str, ...]:
-        """Columns ``image_id`` reads (to group rows of one image without touching the images)."""
-        return (self.image_id_column,) if self.image_id_column else ()
 
     # -- scoring ------------------------------------------------------------------------------
     def score(self, df: pl.DataFrame) -> dict[str, float]:
