@@ -351,3 +351,15 @@ def test_answering_the_targets_scores_the_maximum_on_every_fixture(files, name):
     metrics = card.score(df)
     best = 100.0 * len(fx.MME_PERCEPTION) * 2 if name == "mme" else 1.0
     assert metrics[card.headline] == pytest.approx(best)
+
+
+def test_fixture_data_files_point_at_the_built_tables(fixtures_root):
+    from pipeline.benchmarks import fixture_data_files
+
+    gqa = fixture_data_files("gqa")
+    assert set(gqa) == {"instructions", "images"}
+    assert all(str(fixtures_root) in path for path in gqa.values())
+    assert len(list(iter_samples("gqa", data_files=gqa, limit=4))) == 4
+    assert fixture_data_files("pope") == {"test": str(fixtures_root / "data" / "pope.parquet")}
+    with pytest.raises(ValueError, match="unknown benchmark"):
+        fixture_data_files("gqa_images")
