@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import os
 import subprocess
 import sys
 import uuid
@@ -100,19 +101,21 @@ def init_ray(address: str | None) -> None:
 
     if ray.is_initialized():
         return
-    if address == "local":
-        ray.init(include_dashboard=False, logging_level=logging.WARNING)
-        return
-    try:
-        ray.init(address=address or "auto", logging_level=logging.WARNING)
-    except ConnectionError:
-        if address:
-            raise
-        ray.init(include_dashboard=False, logging_level=logging.WARNING)
+    if address != "local":
+        try:
+            ray.init(address=address or "auto", logging_level=logging.WARNING)
+            return
+        except ConnectionError:
+            if address:
+                raise
+    # Logical CPUs are scheduling tokens: on a 2-core machine the model actor, the spaCy actor, the
+    # writer and Ray Data's file listing/reading tasks must all fit at once or the pipeline stalls.
+    ray.init(num_cpus=max(4, os.cpu_count() or 1), include_dashboard=False, logging_level=logging.WARNING)
 
 
 def run_eval(manifest: Manifest, run_dir: Path, *, limit: int | None = None, address: str | None = None) -> RunResult:
     import ray
+    from ray.data import ActorPoolStrategy
 
     run_dir = Path(run_dir).resolve()
     info = open_run(manifest, run_dir, limit)
@@ -139,19 +142,19 @@ def run_eval(manifest: Manifest, run_dir: Path, *, limit: int | None = None, add
         ds = ds.repartition(target_num_rows_per_block=compute.block_rows)
         if done:
             ds = ds.map_batches(PendingFilter, fn_constructor_args=(done, keys), batch_format="pyarrow",
-                                batch_size=None, concurrency=1, num_cpus=0.25)
+                                batch_size=None, compute=ActorPoolStrategy(size=1), num_cpus=0.25)
         ds = ds.map_batches(NounStage, batch_format="pyarrow", batch_size=compute.block_rows,
-                            concurrency=compute.nouns_actors, num_cpus=compute.nouns_num_cpus)
+                            compute=ActorPoolStrategy(size=compute.nouns_actors), num_cpus=compute.nouns_num_cpus)
         ds = ds.map_batches(
             VLMStage,
             fn_constructor_kwargs=dict(model_path=resolve_model_path(manifest.model.path), variants=variants,
                                        run_id=info["run_id"], max_new_tokens=manifest.generation.max_new_tokens,
                                        dtype=manifest.model.dtype),
-            batch_format="pyarrow", batch_size=compute.batch_size, concurrency=compute.vlm_actors,
+            batch_format="pyarrow", batch_size=compute.batch_size, compute=ActorPoolStrategy(size=compute.vlm_actors),
             num_cpus=compute.vlm_num_cpus, num_gpus=compute.num_gpus or None,
         )
         ds = ds.map_batches(WriteStage, fn_constructor_args=(str(predictions_dir),), batch_format="pyarrow",
-                            batch_size=None, concurrency=1, num_cpus=0.25)
+                            batch_size=None, compute=ActorPoolStrategy(size=1), num_cpus=0.25)
         for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
             written += sum(batch.column("n").to_pylist())
 

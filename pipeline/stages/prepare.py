@@ -17,7 +17,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.benchmarks import iter_samples
+from pipeline.benchmarks import BENCHMARKS, fixture_data_files, iter_samples
 from pipeline.fixtures import dataset_files
 from pipeline.manifest import FIXTURE_PREFIX, BenchmarkSource
 from pipeline.stages.schema import INPUT_SCHEMA
@@ -26,9 +26,10 @@ SUCCESS = "_SUCCESS.json"
 
 
 def resolve_data_files(data_files: str | dict[str, str] | None) -> str | dict[str, str] | None:
-    """``fixture:<name>`` → the built fixture's Parquet path; anything else unchanged."""
+    """``fixture:<name>`` → the built fixture's Parquet file(s); anything else unchanged."""
     if isinstance(data_files, str) and data_files.startswith(FIXTURE_PREFIX):
-        return dataset_files(data_files[len(FIXTURE_PREFIX):])
+        name = data_files[len(FIXTURE_PREFIX):]
+        return fixture_data_files(name) if name in BENCHMARKS else dataset_files(name)
     return data_files
 
 

@@ -1,0 +1,103 @@
+"""Running jobs/eval_all.py and local Ray clusters from tests, and stopping exactly what they started."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def ray_env(tmp: str) -> dict[str, str]:
+    """Environment for a child that starts its own Ray under the private temp dir ``tmp``."""
+    env = dict(os.environ, RAY_TMPDIR=tmp, RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0",
+               PYTHONPATH=str(REPO), HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"
+    return env
+
+
+def short_tmpdir() -> str:
+    """A short private directory (Ray's socket paths must stay under ~100 characters)."""
+    return tempfile.mkdtemp(prefix="icr", dir="/tmp")
+
+
+def pids_under(tmp: str) -> list[int]:
+    """PIDs of processes whose command line mentions ``tmp`` (the Ray processes we started)."""
+    out = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            if tmp.encode() in (proc / "cmdline").read_bytes():
+                out.append(int(proc.name))
+        except OSError:
+            pass
+    return out
+
+
+def kill_started(tmp: str, group: int | None = None) -> None:
+    """SIGKILL the process group we started (if any) and every process still using ``tmp``."""
+    if group is not None:
+        try:
+            os.killpg(group, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + 10
+    while (pids := pids_under(tmp)) and time.monotonic() < deadline:
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.2)
+
+
+def eval_all_cmd(*args: str) -> list[str]:
+    return [sys.executable, str(REPO / "jobs" / "eval_all.py"), *args]
+
+
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct TCP ports free on 127.0.0.1 right now."""
+    import socket
+
+    socks, ports = [], []
+    for _ in range(n):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        socks.append(s)
+        ports.append(s.getsockname()[1])
+    for s in socks:
+        s.close()
+    return ports
+
+
+def start_head(tmp: str) -> tuple[subprocess.Popen, str]:
+    """``ray start --head --block`` on private ports and temp dir; returns (process, dashboard URL)."""
+    import urllib.request
+
+    gcs, dash, client, agent_http, agent_grpc, env_agent, metrics, nm, om = free_ports(9)
+    ray_bin = str(Path(sys.executable).parent / "ray")
+    proc = subprocess.Popen(
+        [ray_bin, "start", "--head", "--block", f"--temp-dir={tmp}", f"--port={gcs}", "--num-cpus=4",
+         "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}",
+         f"--ray-client-server-port={client}", f"--dashboard-agent-listen-port={agent_http}",
+         f"--dashboard-agent-grpc-port={agent_grpc}", f"--runtime-env-agent-port={env_agent}",
+         f"--metrics-export-port={metrics}", f"--node-manager-port={nm}", f"--object-manager-port={om}",
+         "--disable-usage-stats"],
+        env=ray_env(tmp), start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{dash}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"ray start --head exited with {proc.returncode}")
+        try:
+            urllib.request.urlopen(f"{url}/api/version", timeout=2)
+            return proc, url
+        except OSError:
+            time.sleep(1)
+    kill_started(tmp, group=proc.pid)
+    raise RuntimeError("the Ray head's dashboard did not come up within 120 s")
