@@ -240,6 +240,14 @@ def test_vqa_accuracy_on_a_hand_computed_frame(name):
     assert get_benchmark(name).score(df) == {"accuracy": pytest.approx((0.9 + 0 + 1 + 0) / 4)}
 
 
+@pytest.mark.parametrize("name", ["vqav2", "vizwiz"])
+def test_server_scored_splits_without_answers_are_not_scored(name):
+    df = predictions([("yes", None, {"answers": []}), ("no", None, {"answers": None})])
+    assert get_benchmark(name).score(df) == {}
+    with pytest.raises(ValueError, match="no ground-truth answer"):
+        get_benchmark(name).score(predictions([("yes", None, {"answers": []}), ("no", None, {"answers": ["no"]})]))
+
+
 def test_mmvet_is_not_scored_without_a_judge_and_averages_judge_grades_with_one():
     from pipeline.benchmarks.mmvet import MMVet
 

@@ -266,9 +266,15 @@ def with_targets(df: pl.DataFrame, dtype: pl.Struct) -> pl.DataFrame:
 
 
 def vqa_accuracy_score(df: pl.DataFrame) -> dict[str, float]:
-    """``{"accuracy": mean VQA accuracy}`` over rows whose targets hold the annotators' ``answers``."""
+    """``{"accuracy": mean VQA accuracy}`` from the annotators' ``answers`` in the targets.
+
+    A split without answers (VQAv2 test-dev, VizWiz test: scored by the EvalAI server from the
+    ``submission`` files) is not scored here: ``{}``.
+    """
     from pipeline.evaluators.vqa import vqa_accuracy
 
     t = with_targets(df, pl.Struct({"answers": pl.List(pl.String)}))
+    if not t["answers"].list.len().fill_null(0).gt(0).any():
+        return {}
     scores = vqa_accuracy(t["prediction"].to_list(), t["answers"].to_list())
     return {"accuracy": sum(scores) / len(scores)}
