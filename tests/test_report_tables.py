@@ -113,6 +113,8 @@ def test_format_number():
     assert format_number(None) == "–"
     assert format_number(float("nan")) == "–"
     assert format_number(7) == "7"
+    assert format_number(0.000604, 3) == "0.000604"
+    assert format_number(0.0, 3) == "0"
 
 
 def test_duplicate_metric_rows_are_an_error():

@@ -108,11 +108,14 @@ def benchmark_table(metrics: pl.DataFrame, head: pl.DataFrame, benchmark: str,
 
 
 def format_number(value, digits: int = 4) -> str:
-    """A table cell: integers as is, floats with at most ``digits`` decimals, null as an en dash."""
+    """A table cell: integers as is, floats with at most ``digits`` decimals (values below 1 keep
+    at least 3 significant digits), null as an en dash."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
     if isinstance(value, int):
         return str(value)
+    if 0 < abs(value) < 1:
+        digits = max(digits, 2 - math.floor(math.log10(abs(value))))
     text = f"{value:.{digits}f}"
     if "." in text:
         text = text.rstrip("0").rstrip(".")
