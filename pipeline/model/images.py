@@ -56,7 +56,7 @@ def decode_image(image) -> Image.Image:
         except ImageError:
             raise
         except Exception as exc:
-            raise ImageError(f"undecodable image bytes ({len(data)} bytes): {type(exc).__name__}: {exc}") from None
+            raise ImageError(f"undecodable image bytes ({len(data)} bytes): {type(exc).__name__}") from None
     elif isinstance(image, Image.Image):
         pil = image
     else:
