@@ -52,7 +52,8 @@ def test_unusable_images_raise(raw, match):
 def test_same_picture_as_bytes_or_pil_has_one_key():
     im = drawing("red", (200, 200))
     assert images.image_key(images.decode_image(png(im))) == images.image_key(images.decode_image(im))
-    assert images.image_key(images.decode_image(im)) != images.image_key(images.decode_image(drawing("blue", (200, 200))))
+    other = drawing("blue", (200, 200))
+    assert images.image_key(images.decode_image(im)) != images.image_key(images.decode_image(other))
 
 
 @pytest.fixture(scope="module")

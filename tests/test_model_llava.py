@@ -206,3 +206,19 @@ def test_fastv_batched_equals_per_sample(vlm):
     assert all(b["n_kept"] == 32 for b in batched)
     full = vlm.generate(samples, method="full", max_new_tokens=6)
     assert [b["prediction"] for b in batched] != [f["prediction"] for f in full]
+
+
+def test_fastv_keeps_top_last_token_attention_of_eager_model(path, vlm):
+    from transformers import LlavaForConditionalGeneration
+
+    eager = LlavaForConditionalGeneration.from_pretrained(path, attn_implementation="eager").eval()
+    s = sample(3)
+    inputs = vlm.processor(images=Image.open(io.BytesIO(s["image"])), text=vlm.render(s["prompt"]),
+                           return_tensors="pt")
+    with torch.no_grad():
+        out = eager(**inputs, output_attentions=True)
+    image = (inputs["input_ids"][0] == vlm.image_token_id).nonzero()[:, 0]
+    attention = out.attentions[1][0, :, -1, image].mean(0)  # layer K-1 = 1, last query, (576,)
+    expected = sorted(torch.topk(attention, 32).indices.tolist())
+    got = vlm.generate([s], method="fastv", budget=32, max_new_tokens=1)[0]
+    assert got["kept_indices"] == expected

@@ -56,7 +56,8 @@ class FastVRunner:
         if not 1 <= K < len(self.layers):
             raise ValueError(f"FastV layer K={K} must be in [1, {len(self.layers) - 1}]")
         self.K, self.spans = K, spans
-        self.rotary, self.norm, self.head = compat.rotary_embedding(model), compat.final_norm(model), compat.lm_head(model)
+        self.rotary, self.norm = compat.rotary_embedding(model), compat.final_norm(model)
+        self.head = compat.lm_head(model)
         self.cache = compat.new_cache(model)
         self.kept: list[torch.Tensor] = []
 
