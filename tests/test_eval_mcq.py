@@ -34,6 +34,12 @@ def test_extract_choice_hand_cases(text, expected):
     assert extract_choice(text, ABC) == expected
 
 
+def test_extract_choice_accepts_option_texts_or_mapping():
+    assert extract_choice("C", ["cat", "dog", "cow"]) == "C"
+    assert extract_choice("C", ["cat", "dog"]) is None
+    assert extract_choice("B. dog", {"A": "cat", "B": "dog"}) == "B"
+
+
 def random_prediction(rng: random.Random) -> str | None:
     letter = rng.choice("ABCDEF")
     return rng.choice([

@@ -1,4 +1,4 @@
-"""Input checks and counts shared by the evaluators.
+"""Input checks shared by the evaluators.
 
 Evaluators take a polars DataFrame and the names of the columns they read. A missing column, a
 column of the wrong type or a malformed value raises ``ValueError`` naming the evaluator and the
@@ -38,11 +38,6 @@ def require_rows(df: pl.DataFrame, who: str) -> None:
 def as_string(df: pl.DataFrame, column: str) -> pl.Series:
     """``df[column]`` as a String series (an all-null prediction column may have dtype Null)."""
     return df[column].cast(pl.String)
-
-
-def counts(df: pl.DataFrame, prediction: str = "prediction") -> tuple[int, int]:
-    """``(n, n_errors)``: rows, and rows whose prediction is null (scored as wrong by every evaluator)."""
-    return df.height, df[prediction].null_count()
 
 
 def named_like(result: pl.Expr, source: pl.Expr) -> pl.Expr:

@@ -5,6 +5,7 @@ stripped text, first rule that applies:
 1. the text is one of ``options`` → it;
 2. at least 3 characters, ``text[1:3] == ". "`` and ``text[0]`` in A-E (or ``options``) → ``text[0]``
    if it is offered, else None (LLaVA-1.5 takes the letter and then finds it out of range);
+   so "B." alone matches neither rule 1 nor rule 2;
 3. ``The answer is ([A-Z]).`` matches exactly once → that letter if offered, else None;
 4. None.
 None is wrong. A null prediction (error row) is None.
@@ -13,6 +14,8 @@ MMBench option columns A-E: an option is present unless null, empty, "nan" or "n
 as in lmms-eval's MMBench prompt builder. Accuracies are fractions in [0, 1].
 """
 from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
 
 import polars as pl
 
@@ -51,11 +54,25 @@ def extract_choice_expr(text: pl.Expr, options: pl.Expr) -> pl.Expr:
     )
 
 
-def extract_choice(text: str | None, options: list[str]) -> str | None:
-    """The letter chosen by ``text`` among ``options``, or None (see module doc)."""
+def _letters(options: Sequence[str] | Mapping[str, str]) -> list[str]:
+    """Offered letters from letters, a letter → text mapping, or the option texts in order."""
+    if isinstance(options, Mapping):
+        return list(options)
+    options = list(options)
+    if all(isinstance(o, str) and len(o) == 1 and "A" <= o <= "Z" for o in options):
+        return options
+    return option_letters(len(options))
+
+
+def extract_choice(text: str | None, options: Sequence[str] | Mapping[str, str]) -> str | None:
+    """The letter chosen by ``text``, or None (see module doc).
+
+    ``options``: the offered letters (["A", "B", "C"]), a letter → option text mapping, or the
+    option texts in order (lettered A, B, ...).
+    """
     if text is not None and not isinstance(text, str):
         raise TypeError(f"extract_choice: expected str or None, got {type(text).__name__}")
-    frame = pl.DataFrame({"text": [text], "options": [list(options)]},
+    frame = pl.DataFrame({"text": [text], "options": [_letters(options)]},
                          schema={"text": pl.String, "options": pl.List(pl.String)})
     return frame.select(extract_choice_expr(pl.col("text"), pl.col("options"))).item()
 

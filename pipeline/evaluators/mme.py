@@ -9,7 +9,7 @@ Per category: ``100 · acc + 100 · acc+`` with ``acc`` = correct questions / qu
 images — the definition of MME's ``calculation.py``. ``perception`` and ``cognition`` are the sums
 over the categories of each group that are present in the data (a partial run gives a partial
 sum; a group with no category present is left out). Categories absent from the data are left out
-of the dict. A null prediction (error row) is wrong. ``n``/``n_errors`` are left to the caller.
+of the dict. A null prediction (error row) is wrong. ``n`` and ``n_errors`` are counted by the caller.
 """
 from __future__ import annotations
 

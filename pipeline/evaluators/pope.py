@@ -9,7 +9,7 @@ and ``mean_f1``, the mean of the per-category F1 (the headline, as LLaVA-1.5 rep
 "Yes" is the positive class. A null prediction (error row) is no answer: wrong for accuracy,
 a false negative on a "yes" question, never a predicted "yes". A precision or recall with an
 empty denominator is 0 (the original script divides by zero), and so is F1 when both are 0.
-``n`` and ``n_errors`` are left to the caller (``frame.counts``).
+``n`` and ``n_errors`` are counted by the caller.
 """
 from __future__ import annotations
 

@@ -1,16 +1,21 @@
-"""VQA accuracy (VQAv2, VizWiz, TextVQA) with the EvalAI answer processor, as polars expressions.
+"""VQA accuracy (VQAv2, VizWiz, TextVQA) with the EvalAI answer processor, vectorized in polars.
 
-``normalize_expr`` reproduces ``EvalAIAnswerProcessor.__call__`` (the processor of the EvalAI VQA
+``normalize_series`` reproduces ``EvalAIAnswerProcessor.__call__`` (the processor of the EvalAI VQA
 evaluation that LLaVA-1.5's TextVQA evaluator and VQAv2 submission script apply), step by step:
 
 1. lower-case; delete ``,`` and ``?``; ``'s`` → `` 's`` (so "it's" → "it 's"); strip;
 2. ``\\n`` and ``\\t`` → space; strip;
 3. each of the 21 punctuation marks is deleted if the text contains it followed or preceded by a
    space (or a digit-comma-digit, impossible after step 1), else replaced by a space;
-4. period strip ``(?!<=\\d)(\\.)(?!\\d)``: a period not followed by a digit is deleted — at most 32
-   per text, because the original passes ``re.UNICODE`` (= 32) as ``re.sub``'s *count*;
+4. period strip ``(?!<=\\d)(\\.)(?!\\d)`` (its ``(?!<=\\d)`` is a look-ahead that never blocks, not a
+   look-behind): a period not followed by a digit is deleted — at most 32 per text, because the
+   original passes ``re.UNICODE`` (= 32) as ``re.sub``'s *count*;
 5. split on whitespace; number words none/zero..ten → digits; articles a/an/the dropped;
    contraction table ("dont" → "don't", …) applied; words joined by one space.
+
+Each step is a polars expression over the whole column, run as its own stage on the rows it can
+change: a single nested expression would read each step's input many times and polars would
+recompute it (tens of times slower). ``normalize_expr`` wraps the stages as an expression.
 
 Whitespace means Python's ``str.isspace`` (Unicode White_Space plus U+001C..U+001F).
 
@@ -24,6 +29,8 @@ ground-truth answers are identical, which only matters for unnormalized ground t
 A null prediction (error row) scores 0.
 """
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import polars as pl
 
@@ -125,7 +132,7 @@ def _digit_article(text: pl.Expr) -> pl.Expr:
     return mapped.str.replace_all(" +", " ").str.strip_chars(" ")
 
 
-def _apply(text: pl.Series, step, rows: pl.Series | None = None) -> pl.Series:
+def _apply(text: pl.Series, step: Callable[[pl.Expr], pl.Expr], rows: pl.Series | None = None) -> pl.Series:
     """``step`` on the ``rows`` (bool mask; all if None) of ``text``; other rows unchanged."""
     if rows is None:
         return text.to_frame("t").select(step(pl.col("t"))).to_series()
