@@ -149,6 +149,22 @@ def test_same_image_encoded_once(vlm):
     assert seen == [3]
 
 
+def test_reuse_vision_encodes_each_image_once_across_methods_and_changes_nothing(vlm):
+    samples = [sample(i) for i in range(4)]
+    runs = [("full", 576), ("icctp", 16), ("cls", 8)]
+    fresh = [vlm.generate(samples, method=m, budget=b, max_new_tokens=3) for m, b in runs]
+    seen = []
+    handle = compat.vision_tower(vlm.model).register_forward_hook(lambda m, a, o: seen.append(a[0].shape[0]))
+    try:
+        with vlm.reuse_vision():
+            reused = [vlm.generate(samples, method=m, budget=b, max_new_tokens=3) for m, b in runs]
+    finally:
+        handle.remove()
+    assert seen == [4]
+    strip = lambda outs: [{k: v for k, v in o.items() if k != "timings"} for o in outs]  # noqa: E731
+    assert [strip(o) for o in reused] == [strip(o) for o in fresh]
+
+
 def test_random_is_independent_of_batch(vlm):
     samples = [sample(i) for i in range(3)]
     together = vlm.generate(samples, method="random", budget=16, max_new_tokens=2)

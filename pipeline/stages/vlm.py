@@ -32,24 +32,29 @@ class VLMStage:
     def __call__(self, batch: pa.Table) -> pa.Table:
         rows = batch.to_pylist()
         out: list[dict] = []
-        for v in self.variants:
-            key = variant_key(v["label"], v["budget"])
-            todo = [r for r in rows if "pending" not in r or key in r["pending"]]
-            if not todo:
-                continue
-            samples = [
-                {"image": r["image"], "prompt": r["prompt"], "question": r["question"],
-                 "noun_phrases": r.get("noun_phrases")}
-                for r in todo
-            ]
-            try:
-                results = self.vlm.generate(
-                    samples, method=v["method"], budget=v["budget"], max_new_tokens=self.max_new_tokens, **v["params"]
-                )
-            except Exception as e:  # noqa: BLE001 - a failed batch becomes error rows, never lost rows
-                results = [{"error": f"batch failed: {type(e).__name__}: {e}"} for _ in todo]
-            out.extend(_prediction_row(self.run_id, v, r, res) for r, res in zip(todo, results, strict=True))
+        with self.vlm.reuse_vision():
+            for v in self.variants:
+                out.extend(self._run_variant(v, rows))
         return pa.Table.from_pylist(out, schema=PREDICTION_SCHEMA)
+
+    def _run_variant(self, v: dict, rows: list[dict]) -> list[dict]:
+        """Prediction rows of variant ``v`` for the ``rows`` that still need it."""
+        key = variant_key(v["label"], v["budget"])
+        todo = [r for r in rows if "pending" not in r or key in r["pending"]]
+        if not todo:
+            return []
+        samples = [
+            {"image": r["image"], "prompt": r["prompt"], "question": r["question"],
+             "noun_phrases": r.get("noun_phrases")}
+            for r in todo
+        ]
+        try:
+            results = self.vlm.generate(
+                samples, method=v["method"], budget=v["budget"], max_new_tokens=self.max_new_tokens, **v["params"]
+            )
+        except Exception as e:  # noqa: BLE001 - a failed batch becomes error rows, never lost rows
+            results = [{"error": f"batch failed: {type(e).__name__}: {e}"} for _ in todo]
+        return [_prediction_row(self.run_id, v, r, res) for r, res in zip(todo, results, strict=True)]
 
 
 def variant_key(label: str, budget: int) -> str:
