@@ -14,13 +14,13 @@ thread by default (``--threads``): on this 2-vCPU machine a second thread added 
 The last column, analytic prefill FLOPs / median CPU time, is the rate the hardware sustained.
 ``--profile`` adds a torch.profiler summary at 576 and 32 (top operators, matmul FLOP rate).
 
-Text: 60 tokens around ``<image>`` (35 before it, 25 after; the split does not change the cost),
-the length of the LLaVA-1.5 template with a typical VQAv2 question ("What color is the umbrella?"
-+ the short-answer suffix) under the fixture BPE tokenizer; Vicuna's own tokenizer cannot be fetched
-offline (a hand count with LLaMA's SentencePiece vocabulary gives 59). Goal: measured speedup (time at 576 / time at the budget)
->= 85% of the analytic prefill-FLOPs speedup of ``icctp.flops.llava_flops`` for this 2-layer
-config, at every budget and batch size. Prints a Markdown table and appends it to BENCHMARKS.md
-under "## Prefill vs budget (bench_prefill)".
+Text: 60 tokens around ``<image>`` (35 before it, 25 after; the split does not change the cost), the
+length of the LLaVA-1.5 template with a typical VQAv2 question ("What color is the umbrella?" + the
+short-answer suffix) under the fixture BPE tokenizer; Vicuna's own tokenizer cannot be fetched
+offline (a hand count with LLaMA's SentencePiece vocabulary gives 59). Goal: measured speedup (time
+at 576 / time at the budget) >= 85% of the analytic prefill-FLOPs speedup of
+``icctp.flops.llava_flops`` for this 2-layer config, at every budget and batch size. Prints a
+Markdown table and appends it to BENCHMARKS.md under "## Prefill vs budget (bench_prefill)".
 
     .venv/bin/python scripts/bench_prefill.py [--repeats 3] [--threads 1] [--profile] [--no-write]
 """
