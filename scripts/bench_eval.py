@@ -24,7 +24,9 @@ import polars as pl
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
 
+from benchlib import append_to_section, cpu_model  # noqa: E402
 from pipeline.evaluators.vqa import normalize_expr, vqa_accuracy, vqa_accuracy_frame  # noqa: E402
 from tests import reference_evaluators as ref  # noqa: E402
 
@@ -96,29 +98,6 @@ def synthetic_rows(n: int, seed: int = 0) -> tuple[list[str], list[list[str]]]:
     return predictions, answers
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def record(path: Path, text: str) -> None:
-    """Append ``text`` at the end of this script's section of ``path`` (created if absent)."""
-    lines = path.read_text().splitlines() if path.exists() else []
-    if SECTION not in lines:
-        lines += ([""] if lines else []) + [SECTION, "", INTRO]
-    start = lines.index(SECTION)
-    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-    while end > start + 1 and not lines[end - 1].strip():
-        end -= 1
-    lines[end:end] = [""] + text.rstrip("\n").splitlines() + ([""] if end < len(lines) else [])
-    path.write_text("\n".join(lines) + "\n")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=N_ROWS)
@@ -178,7 +157,7 @@ def main() -> None:
     ])
     print(report)
     if args.record:
-        record(ROOT / "BENCHMARKS.md", report)
+        append_to_section(SECTION, INTRO, report)
         print(f"appended to {ROOT / 'BENCHMARKS.md'}")
 
 

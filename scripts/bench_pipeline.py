@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import platform
 import random
 import sys
 import tempfile
@@ -26,7 +25,9 @@ import polars as pl
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from benchlib import append_to_section, cpu_model  # noqa: E402
 from pipeline.fixtures import datasets as fx  # noqa: E402
 from pipeline.fixtures import tiny_model_path  # noqa: E402
 from pipeline.manifest import Manifest  # noqa: E402
@@ -35,6 +36,9 @@ from pipeline.run import run_eval  # noqa: E402
 
 MAX_NEW = 16
 GOAL = 3.0
+SECTION = "## Pipeline vs per-sample loop (bench_pipeline)"
+INTRO = ("`scripts/bench_pipeline.py`: our Ray pipeline (job start to metrics) against one-sample-at-a-time\n"
+         "stock HF generate on the tiny model, identical predictions required (one block per run, newest last).")
 
 
 def synthetic_vqav2(path: Path, n_samples: int, seed: int = 0) -> None:
@@ -114,13 +118,6 @@ def vision_reuse(data: Path, batch_size: int) -> tuple[float, float]:
     return timings[0], timings[1]
 
 
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--samples", type=int, default=2000)
@@ -153,11 +150,10 @@ def main() -> None:
         diff = p_ours.join(p_loop, on="sample_id").filter(pl.col("prediction") != pl.col("prediction_right"))
         print(f"{diff.height} predictions differ, e.g.\n{diff.head(5)}", file=sys.stderr)
     if args.record:
-        with open(Path(__file__).resolve().parents[1] / "BENCHMARKS.md", "a") as f:
-            f.write(f"\n## Pipeline vs per-sample loop (bench_pipeline)\n\n{dt.date.today()}, {os.cpu_count()} cores "
-                    f"({cpu_model()}), torch {torch.__version__}, batch {args.batch_size}, {args.actors} model actors, "
-                    f"{MAX_NEW} new tokens (greedy, EOS honoured).\n"
-                    f"Command: `.venv/bin/python scripts/bench_pipeline.py --samples {n} --record`\n\n{table}\n")
+        append_to_section(SECTION, INTRO, f"### {dt.date.today()}\n\n{os.cpu_count()} cores ({cpu_model()}), "
+                          f"torch {torch.__version__}, batch {args.batch_size}, {args.actors} model actors, {MAX_NEW} new "
+                          f"tokens (greedy, EOS honoured), load average at the end {os.getloadavg()[0]:.1f}.\n"
+                          f"Command: `.venv/bin/python scripts/bench_pipeline.py --samples {n} --record`\n\n{table}")
     sys.exit(0 if same else 1)
 
 

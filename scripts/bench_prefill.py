@@ -41,6 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
+from benchlib import append_to_section, cpu_model  # noqa: E402
 from gpu_check import random_llava  # noqa: E402
 from icctp.baselines import select  # noqa: E402
 from icctp.flops import llava_flops  # noqa: E402
@@ -48,6 +49,9 @@ from pipeline.model import compat, generation  # noqa: E402
 from pipeline.model.assemble import left_pad, splice  # noqa: E402
 
 SECTION = "## Prefill vs budget (bench_prefill)"
+INTRO = ("`scripts/bench_prefill.py`: prefill time of a 2-layer LLaVA-1.5-7B-width language model at each\n"
+         "visual-token budget, through the adapter's assembly path, against the analytic FLOPs speedup\n"
+         "(one block per run, newest last).")
 BUDGETS = (576, 192, 128, 64, 32)
 N_VISUAL = 576
 TEXT_BEFORE, TEXT_AFTER = 35, 25  # text tokens before and after <image>
@@ -157,11 +161,6 @@ def profile(model, batch: int) -> list[str]:
     return lines
 
 
-def cpu_model() -> str:
-    lines = Path("/proc/cpuinfo").read_text().splitlines()
-    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "unknown")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 4])
@@ -224,27 +223,7 @@ def main() -> None:
     ])
     print(block)
     if not args.no_write:
-        append_to_section(ROOT / "BENCHMARKS.md", block)
-
-
-def append_to_section(path: Path, block: str) -> None:
-    """Insert ``block`` at the end of SECTION in ``path`` (section created if missing), before the next ``## ``."""
-    lines = path.read_text().splitlines() if path.exists() else ["# Benchmarks", ""]
-    if SECTION not in lines:
-        if lines and lines[-1].strip():
-            lines.append("")
-        lines += [
-            SECTION,
-            "",
-            "`scripts/bench_prefill.py`: prefill time of a 2-layer LLaVA-1.5-7B-width language model at each",
-            "visual-token budget, through the adapter's assembly path, against the analytic FLOPs speedup",
-            "(one block per run, newest last).",
-            "",
-        ]
-    start = lines.index(SECTION) + 1
-    end = next((i for i in range(start, len(lines)) if lines[i].startswith("## ")), len(lines))
-    lines[end:end] = block.splitlines() + ([""] if end < len(lines) else [])
-    path.write_text("\n".join(lines).rstrip("\n") + "\n")
+        append_to_section(SECTION, INTRO, block)
 
 
 if __name__ == "__main__":

@@ -27,11 +27,15 @@ from transformers.models.llama.modeling_llama import LlamaDecoderLayer, LlamaRot
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "scripts"))
 
+from benchlib import append_to_section, cpu_model  # noqa: E402
 from icctp.select import icctp_select  # noqa: E402
 from reference_algorithm import reference_icctp  # noqa: E402
 
 SECTION = "## Selection (icctp_select)"
+INTRO = ("`scripts/bench_select.py`: selection time at the LLaVA-1.5-7B shape, measured against a\n"
+         "7B decoder layer forward on the kept sequence in the same run (one block per run, newest last).")
 GOAL = 0.01
 N_LAYERS = 32
 
@@ -116,7 +120,7 @@ def main() -> None:
         f"Selection/prefill: exact {100 * exact / prefill:.3f}%, paper {100 * paper / prefill:.3f}% "
         f"(goal <= {100 * GOAL:.0f}%: {verdict}); vectorized exact is {reference / exact:.0f}x faster than the loop reference."
     )
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")), "unknown")
+    cpu = cpu_model()
     command = ".venv/bin/python scripts/" + " ".join([Path(sys.argv[0]).name] + [shlex.quote(a) for a in sys.argv[1:]])
     block = "\n".join(
         [
@@ -138,24 +142,7 @@ def main() -> None:
     )
     print(block)
     if not args.no_write:
-        append_to_section(ROOT / "BENCHMARKS.md", block)
-
-
-def append_to_section(path: Path, block: str) -> None:
-    """Insert `block` at the end of the SECTION of `path` (created if missing), before the next `## `."""
-    lines = path.read_text().splitlines() if path.exists() else ["# Benchmarks", ""]
-    if SECTION not in lines:
-        lines += [
-            SECTION,
-            "",
-            "`scripts/bench_select.py`: selection time at the LLaVA-1.5-7B shape, measured against a",
-            "7B decoder layer forward on the kept sequence in the same run (one block per run, newest last).",
-            "",
-        ]
-    start = lines.index(SECTION) + 1
-    end = next((i for i in range(start, len(lines)) if lines[i].startswith("## ")), len(lines))
-    lines[end:end] = block.splitlines() + ([""] if end < len(lines) else [])
-    path.write_text("\n".join(lines).rstrip("\n") + "\n")
+        append_to_section(SECTION, INTRO, block)
 
 
 if __name__ == "__main__":
