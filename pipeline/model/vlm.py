@@ -67,6 +67,7 @@ class VLM:
         self.eos_id = self.tokenizer.eos_token_id
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.eos_id
         self._vision_cache: dict | None = None
+        self._decode_memo: dict[bytes, tuple] = {}
 
     @contextlib.contextmanager
     def reuse_vision(self):
@@ -75,11 +76,11 @@ class VLM:
         For running several methods/budgets on the same batch: the vision tower runs once per
         image; later calls report ``vision_ms`` of only what they encoded themselves.
         """
-        self._vision_cache = {}
+        self._vision_cache, self._decode_memo = {}, {}
         try:
             yield self
         finally:
-            self._vision_cache = None
+            self._vision_cache, self._decode_memo = None, {}
 
     @property
     def device(self) -> torch.device:
@@ -89,6 +90,18 @@ class VLM:
         """The full text for a user turn ``prompt`` (chat template, one ``<image>``)."""
         conversation = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
         return self.processor.apply_chat_template(conversation, add_generation_prompt=True)
+
+    def _decoded(self, image) -> tuple:
+        """(RGB image, pixel key) of ``image``; encoded bytes seen before in this batch (or within
+        ``reuse_vision``) are not decoded again."""
+        if not isinstance(image, (bytes, bytearray)):
+            decoded = images.decode_image(image)
+            return decoded, images.image_key(decoded)
+        memo = self._decode_memo
+        if image not in memo:
+            decoded = images.decode_image(image)
+            memo[image] = (decoded, images.image_key(decoded))
+        return memo[image]
 
     def _prepare(self, sample: dict, method: str) -> _Row:
         row = _Row()
@@ -101,8 +114,7 @@ class VLM:
                 question = prompt
             if not isinstance(question, str) or not question.strip():
                 raise ValueError("empty question")
-            row.image = images.decode_image(sample.get("image"))
-            row.key = images.image_key(row.image)
+            row.image, row.key = self._decoded(sample.get("image"))
             row.text_ids = self.tokenizer(self.render(prompt)).input_ids
             where = [i for i, t in enumerate(row.text_ids) if t == self.image_token_id]
             if len(where) != 1:
@@ -148,6 +160,8 @@ class VLM:
             raise ValueError(f"budget must be an int >= 1, got {budget!r}")
         if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be an int >= 1, got {max_new_tokens!r}")
+        if self._vision_cache is None:
+            self._decode_memo = {}
         rows = [self._prepare(sample, method) for sample in samples]
         outs = [self._empty(row) for row in rows]
         live = [i for i, row in enumerate(rows) if row.error is None]
