@@ -28,6 +28,7 @@ import polars as pl
 
 from pipeline.fixtures import tiny_model_path
 from pipeline.manifest import FIXTURE_PREFIX, Manifest
+from pipeline.report import write_report
 from pipeline.stages.nouns import NounStage
 from pipeline.stages.prepare import prepare_benchmark
 from pipeline.stages.resume import PendingFilter, scan_done
@@ -162,14 +163,7 @@ def run_eval(manifest: Manifest, run_dir: Path, *, limit: int | None = None, add
     check_complete(preds, expected, [(v["label"], v["budget"]) for v in variants])
     metrics = score_predictions(preds, manifest.cards())
     metrics.write_parquet(run_dir / "metrics.parquet")
-    report = _write_report(run_dir)
+    report = write_report(run_dir)
     info["finished"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     (run_dir / "run.json").write_text(json.dumps(info, indent=2))
     return RunResult(run_dir, written, preds.height, metrics, report)
-
-
-def _write_report(run_dir: Path) -> Path:
-    from pipeline.report import write_report
-
-    return write_report(run_dir)
-

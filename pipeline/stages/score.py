@@ -22,11 +22,15 @@ class IncompleteRunError(RuntimeError):
     """The predictions do not cover the inputs exactly once."""
 
 
+SCORE_COLUMNS = ["benchmark", "method", "budget", "sample_id", "prediction", "error", "targets"]
+
+
 def read_predictions(predictions_dir: Path) -> pl.DataFrame:
+    """The columns scoring needs from every part file (the rest stays on disk)."""
     files = sorted(predictions_dir.rglob("*.parquet"))
     if not files:
         raise IncompleteRunError(f"no prediction files under {predictions_dir}")
-    return pl.concat([pl.read_parquet(f) for f in files], how="vertical")
+    return pl.scan_parquet(files, hive_partitioning=False).select(SCORE_COLUMNS).collect()
 
 
 def check_complete(preds: pl.DataFrame, expected: dict[str, int], variants: list[tuple[str, int]]) -> None:
