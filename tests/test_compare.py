@@ -114,6 +114,16 @@ def test_budgets_inside_one_run(tmp_path, capsys):
     assert compare_job.main([str(run), "--budgets", "576,100", "--no-plots"]) == 2
 
 
+def test_budget_against_the_unpruned_reference_compares_every_method_with_full(tmp_path, capsys):
+    run = write_synthetic_run(tmp_path / "sweep", benchmarks=("vqav2",), methods=("full", "icctp", "cls"),
+                              budgets=(576, 64), n_samples=3)
+    code = compare_job.main([str(run), "--budgets", "576,64", "--output", str(tmp_path / "cmp"), "--no-plots"])
+    line = capsys.readouterr().out.splitlines()[0]
+    assert code == 1 and "missing" not in line
+    assert "vqav2/icctp@64 accuracy fell" in line and "vqav2/cls@64 accuracy fell" in line
+    assert "full@64" not in line
+
+
 def test_bad_input_exits_2(tmp_path, capsys):
     assert compare_job.main([str(tmp_path / "nope"), str(tmp_path / "nope2")]) == 2
     assert "does not exist" in capsys.readouterr().err

@@ -125,8 +125,11 @@ def compare_budgets(run: Path, reference: int, budget: int, tol: Tolerances) -> 
     for k in (reference, budget):
         if k not in have:
             raise ValueError(f"{run}: budget {k} not in metrics (has {sorted(have)})")
-    base = metrics.filter(pl.col("budget") == reference).with_columns(pl.lit(budget, pl.Int64).alias("budget"))
+    base = metrics.filter(pl.col("budget") == reference)
     cand = metrics.filter(pl.col("budget") == budget)
+    if set(base["method"].to_list()) == {"full"}:  # the unpruned reference: one baseline for every method
+        base = pl.concat([base.with_columns(pl.lit(m).alias("method")) for m in cand["method"].unique().sort()])
+    base = base.with_columns(pl.lit(budget, pl.Int64).alias("budget"))
     table, problems = compare_metrics(base, cand, tol, run_cards(read_run_info(run)))
     return Comparison(f"{run} @ budget {reference}", f"{run} @ budget {budget}", table, problems)
 
