@@ -39,7 +39,7 @@ class _Strict(BaseModel):
 
 class ModelSpec(_Strict):
     path: str = Field(description="local directory, HF hub id, or fixture:<llava15|llava_next>")
-    dtype: str | None = Field(None, description="float32 | bfloat16 | float16; default: bf16 on GPU, fp32 on CPU")
+    dtype: str | None = Field(None, description="float32 | bfloat16 | float16; default: float16 on GPU, float32 on CPU")
 
 
 class BenchmarkSource(_Strict):

@@ -30,7 +30,7 @@ from pipeline.fixtures import tiny_model_path
 from pipeline.manifest import FIXTURE_PREFIX, Manifest
 from pipeline.report import write_report
 from pipeline.stages.nouns import NounStage
-from pipeline.stages.prepare import prepare_benchmark
+from pipeline.stages.prepare import input_ids, prepare_benchmark, write_json_atomic
 from pipeline.stages.resume import PendingFilter, scan_done
 from pipeline.stages.score import check_complete, read_predictions, score_predictions
 from pipeline.stages.vlm import VLMStage, variant_key
@@ -76,23 +76,31 @@ def _versions() -> dict[str, str]:
 
 
 def open_run(manifest: Manifest, run_dir: Path, limit: int | None) -> dict:
-    """Create ``run.json`` or, on resume, check the directory belongs to the same manifest."""
+    """Create ``run.json`` or, on resume, check the directory belongs to the same run.
+
+    A resumed run may use other ``compute`` settings (batch size, actors, GPUs) and tolerances;
+    everything that decides a prediction must be the same.
+    """
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / "run.json"
     resolved = manifest.model_dump(mode="json")
     if path.exists():
         info = json.loads(path.read_text())
-        if info["manifest"] != resolved or info.get("limit") != limit:
+        volatile = ("compute", "tolerances")
+        same = {k: v for k, v in info["manifest"].items() if k not in volatile} == \
+            {k: v for k, v in resolved.items() if k not in volatile}
+        if not same or info.get("limit") != limit:
             raise ValueError(
                 f"{run_dir} holds a run of a different manifest or --limit; resume only with the same "
-                "arguments, or choose a new --output"
+                "model, benchmarks, methods, budgets and --limit, or choose a new --output"
             )
+        info["manifest"] = resolved
         info["resumed"] = info.get("resumed", 0) + 1
     else:
         info = {"run_id": uuid.uuid4().hex[:12], "manifest": resolved, "limit": limit,
                 "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "resumed": 0}
     info.update(git_commit=_git_commit(), versions=_versions())
-    path.write_text(json.dumps(info, indent=2))
+    write_json_atomic(info, path)
     return info
 
 
@@ -126,15 +134,15 @@ def run_eval(manifest: Manifest, run_dir: Path, *, limit: int | None = None, add
         for name, src in manifest.benchmarks.items()
     }
     info["datasets"] = prepared
-    (run_dir / "run.json").write_text(json.dumps(info, indent=2))
-    expected = {name: rec["n_rows"] for name, rec in prepared.items()}
+    write_json_atomic(info, run_dir / "run.json")
+    expected = {name: input_ids(run_dir / "inputs" / f"benchmark={name}") for name in prepared}
 
     variants = [{"label": m.name, "method": m.method, "budget": b, "params": dict(m.params)}
                 for m, b in manifest.variants()]
     keys = [variant_key(v["label"], v["budget"]) for v in variants]
     predictions_dir = run_dir / "predictions"
     done = scan_done(predictions_dir)
-    total = sum(expected.values()) * len(keys)
+    total = sum(map(len, expected.values())) * len(keys)
     written = 0
     if len(done) < total:
         init_ray(address)
@@ -165,5 +173,5 @@ def run_eval(manifest: Manifest, run_dir: Path, *, limit: int | None = None, add
     metrics.write_parquet(run_dir / "metrics.parquet")
     report = write_report(run_dir)
     info["finished"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-    (run_dir / "run.json").write_text(json.dumps(info, indent=2))
+    write_json_atomic(info, run_dir / "run.json")
     return RunResult(run_dir, written, preds.height, metrics, report)

@@ -68,6 +68,7 @@ def test_bad_rows_never_fail_the_batch(vlm):
         dict(sample(2), image=b"\x89PNG\r\n garbage"),
         dict(sample(3), prompt="", question=""),
         dict(sample(4), question="   "),
+        dict(sample(4), question=None),
         dict(sample(5), image=encoded(Image.new("RGB", (1, 1), "red"))),
         dict(sample(5), image=encoded(cmyk, "JPEG")),
         dict(sample(5), image=encoded(Image.new("RGBA", (300, 200), (0, 0, 255, 128)))),
@@ -78,9 +79,10 @@ def test_bad_rows_never_fail_the_batch(vlm):
     alone = vlm.generate(good, method="cls", budget=16, max_new_tokens=3)
     assert [out[0]["prediction"], out[-1]["prediction"]] == [a["prediction"] for a in alone]
     errors = [o["error"] for o in out[1:-1]]
-    assert "undecodable" in errors[0] and "empty prompt" in errors[1] and "empty question" in errors[2]
-    assert all(o["prediction"] is None and o["n_kept"] is None for o in out[1:4])
-    converted = out[4:-1]
+    assert "undecodable" in errors[0] and "empty prompt" in errors[1]
+    assert "empty question" in errors[2] and "empty question" in errors[3]
+    assert all(o["prediction"] is None and o["n_kept"] is None for o in out[1:5])
+    converted = out[5:-1]
     assert all(o["error"] is None and o["n_kept"] == 16 and isinstance(o["prediction"], str) for o in converted)
 
 

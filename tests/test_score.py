@@ -21,18 +21,22 @@ def preds(ids, method="full", budget=576, bench="pope", answers=None, errors=())
 
 
 def test_complete_run_passes():
-    check_complete(preds(["1", "2"]), {"pope": 2}, [("full", 576)])
+    check_complete(preds(["1", "2"]), {"pope": ["1", "2"]}, [("full", 576)])
 
 
-@pytest.mark.parametrize("ids, needle", [(["1"], "1 of 2 rows"), (["1", "2", "2"], "1 duplicate rows")])
-def test_holes_and_duplicates_are_named(ids, needle):
+@pytest.mark.parametrize("ids, needle", [
+    (["1"], r"1 of 2 rows, missing e.g. \['2'\]"),
+    (["1", "2", "2"], "1 duplicate rows"),
+    (["1", "3"], r"1 of 2 rows, missing e.g. \['2'\], 1 unknown ids e.g. \['3'\]"),
+])
+def test_holes_duplicates_and_foreign_ids_are_named(ids, needle):
     with pytest.raises(IncompleteRunError, match=needle):
-        check_complete(preds(ids), {"pope": 2}, [("full", 576)])
+        check_complete(preds(ids), {"pope": ["1", "2"]}, [("full", 576)])
 
 
 def test_missing_variant_is_named():
     with pytest.raises(IncompleteRunError, match="pope icctp@64: 0 of 2"):
-        check_complete(preds(["1", "2"]), {"pope": 2}, [("full", 576), ("icctp", 64)])
+        check_complete(preds(["1", "2"]), {"pope": ["1", "2"]}, [("full", 576), ("icctp", 64)])
 
 
 def test_error_rows_count_as_wrong_and_are_counted():

@@ -109,9 +109,7 @@ class VLM:
             prompt = sample.get("prompt")
             if not isinstance(prompt, str) or not prompt.strip():
                 raise ValueError("empty prompt")
-            question = sample.get("question", prompt)
-            if question is None:
-                question = prompt
+            question = sample["question"] if "question" in sample else prompt
             if not isinstance(question, str) or not question.strip():
                 raise ValueError("empty question")
             row.image, row.key = self._decoded(sample.get("image"))
@@ -149,7 +147,7 @@ class VLM:
         """Answer each sample greedily with ``method`` keeping ``budget`` visual tokens (per 576).
 
         samples: dicts with ``image`` (bytes | PIL), ``prompt`` (user turn), ``question`` (for nouns;
-        defaults to the prompt), ``noun_phrases`` (list[str] | None -> spaCy). Returns one dict per
+        the prompt when the key is absent; None or blank is an error row), ``noun_phrases`` (list[str] | None -> spaCy). Returns one dict per
         sample, in order: prediction, n_visual, n_kept, n_text, kept_indices, kept_clusters,
         noun_phrases, center_source, error, timings {vision_ms, select_ms, prefill_ms, decode_ms}.
         """
@@ -160,8 +158,13 @@ class VLM:
             raise ValueError(f"budget must be an int >= 1, got {budget!r}")
         if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be an int >= 1, got {max_new_tokens!r}")
-        if self._vision_cache is None:
-            self._decode_memo = {}
+        try:
+            return self._generate(samples, method, budget, max_new_tokens, method_kwargs)
+        finally:
+            if self._vision_cache is None:
+                self._decode_memo = {}
+
+    def _generate(self, samples, method, budget, max_new_tokens, method_kwargs) -> list[dict]:
         rows = [self._prepare(sample, method) for sample in samples]
         outs = [self._empty(row) for row in rows]
         live = [i for i, row in enumerate(rows) if row.error is None]

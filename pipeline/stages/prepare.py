@@ -2,7 +2,8 @@
 
 Rows stream from ``pipeline.benchmarks.iter_samples`` (HF ``datasets``, streaming for large
 splits), so the driver holds one shard at a time, never the split. A shard closes only between
-two images, so all questions of an image land in the same shard (and the same model batch).
+two images, so all questions of an image land in the same shard, next to each other; the model
+stage then encodes an image once per batch it appears in (usually one).
 Shards are written atomically (temp file + rename); ``_SUCCESS.json`` marks a complete
 benchmark, and a rerun reuses it as is.
 """
@@ -37,6 +38,13 @@ def write_atomic(table: pa.Table, path: Path) -> None:
     """Write ``table`` to ``path`` so that the file either exists complete or not at all."""
     tmp = path.with_name(f".{path.name}.tmp")
     pq.write_table(table, tmp)
+    os.replace(tmp, path)
+
+
+def write_json_atomic(record: dict, path: Path) -> None:
+    """``json.dump`` to ``path`` via a temp file and rename (a kill never leaves half a file)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(record, indent=2))
     os.replace(tmp, path)
 
 
@@ -94,5 +102,11 @@ def prepare_benchmark(
         "fingerprint": digest.hexdigest(),
         "limit": limit,
     }
-    marker.write_text(json.dumps(record, indent=2))
+    write_json_atomic(record, marker)
     return record
+
+
+def input_ids(out_dir: Path) -> list[str]:
+    """The sample ids of a prepared benchmark, in shard order."""
+    files = sorted(out_dir.glob("shard-*.parquet"))
+    return [sid for f in files for sid in pq.read_table(f, columns=["sample_id"]).column(0).to_pylist()]

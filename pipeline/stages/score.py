@@ -33,20 +33,23 @@ def read_predictions(predictions_dir: Path) -> pl.DataFrame:
     return pl.scan_parquet(files, hive_partitioning=False).select(SCORE_COLUMNS).collect()
 
 
-def check_complete(preds: pl.DataFrame, expected: dict[str, int], variants: list[tuple[str, int]]) -> None:
-    """Raise unless each benchmark × variant has exactly ``expected[benchmark]`` distinct rows."""
-    counts = preds.group_by("benchmark", "method", "budget").agg(
-        pl.len().alias("rows"), pl.col("sample_id").n_unique().alias("unique")
-    )
-    have = {(r["benchmark"], r["method"], r["budget"]): r for r in counts.iter_rows(named=True)}
+def check_complete(preds: pl.DataFrame, expected: dict[str, list[str]], variants: list[tuple[str, int]]) -> None:
+    """Raise unless each benchmark × variant holds exactly the ``expected[benchmark]`` sample ids, once each."""
     problems = []
-    for bench, n in expected.items():
+    for bench, ids in expected.items():
+        want = set(ids)
         for label, budget in variants:
-            r = have.get((bench, label, budget), {"rows": 0, "unique": 0})
-            if r["rows"] != r["unique"]:
-                problems.append(f"{bench} {label}@{budget}: {r['rows'] - r['unique']} duplicate rows")
-            if r["unique"] != n:
-                problems.append(f"{bench} {label}@{budget}: {r['unique']} of {n} rows")
+            got = preds.filter((pl.col("benchmark") == bench) & (pl.col("method") == label)
+                               & (pl.col("budget") == budget))["sample_id"]
+            have = set(got.to_list())
+            where = f"{bench} {label}@{budget}"
+            if got.len() != len(have):
+                problems.append(f"{where}: {got.len() - len(have)} duplicate rows")
+            if have != want:
+                missing, extra = sorted(want - have), sorted(have - want)
+                problems.append(f"{where}: {len(have & want)} of {len(want)} rows"
+                                + (f", missing e.g. {missing[:3]}" if missing else "")
+                                + (f", {len(extra)} unknown ids e.g. {extra[:3]}" if extra else ""))
     if problems:
         raise IncompleteRunError("predictions do not match the inputs:\n  " + "\n  ".join(problems))
 

@@ -2,7 +2,9 @@
 
 A callable class for ``map_batches``: ``__init__`` loads the model once per actor (one GPU
 each on a GPU cluster), ``__call__`` maps one batch of input rows to prediction rows, one per
-row and pending variant. A row whose model step fails keeps its place with ``error`` set.
+row and pending variant. A row whose model step fails keeps its place with ``error`` set: bad
+inputs are flagged by the adapter; if the batch call itself raises, each sample is retried alone
+and only those that fail again become error rows.
 """
 from __future__ import annotations
 
@@ -49,12 +51,19 @@ class VLMStage:
             for r in todo
         ]
         try:
-            results = self.vlm.generate(
-                samples, method=v["method"], budget=v["budget"], max_new_tokens=self.max_new_tokens, **v["params"]
-            )
-        except Exception as e:  # noqa: BLE001 - a failed batch becomes error rows, never lost rows
-            results = [{"error": f"batch failed: {type(e).__name__}: {e}"} for _ in todo]
+            results = self._generate(samples, v)
+        except Exception:  # noqa: BLE001 - retry alone: only the samples that fail again become error rows
+            results = []
+            for sample in samples:
+                try:
+                    results.extend(self._generate([sample], v))
+                except Exception as e:  # noqa: BLE001
+                    results.append({"error": f"{type(e).__name__}: {e}"})
         return [_prediction_row(self.run_id, v, r, res) for r, res in zip(todo, results, strict=True)]
+
+    def _generate(self, samples: list[dict], v: dict) -> list[dict]:
+        return self.vlm.generate(samples, method=v["method"], budget=v["budget"],
+                                 max_new_tokens=self.max_new_tokens, **v["params"])
 
 
 def variant_key(label: str, budget: int) -> str:
