@@ -114,6 +114,14 @@ def test_budgets_inside_one_run(tmp_path, capsys):
     assert compare_job.main([str(run), "--budgets", "576,100", "--no-plots"]) == 2
 
 
+def test_a_vanished_unscored_variant_counts_as_lost_rows(base_run, tmp_path, capsys):
+    cand = copy_run(base_run, tmp_path / "cand")
+    path = cand / "metrics.parquet"
+    pl.read_parquet(path).filter(~((pl.col("benchmark") == "mmvet") & (pl.col("method") == "icctp"))).write_parquet(path)
+    assert compare_job.main([str(base_run), str(cand), "--no-plots", "--output", str(tmp_path / "cmp")]) == 1
+    assert "mmvet/icctp@64 lost 4 row(s) (4 -> 0)" in capsys.readouterr().out.splitlines()[0]
+
+
 def test_budget_against_the_unpruned_reference_compares_every_method_with_full(tmp_path, capsys):
     run = write_synthetic_run(tmp_path / "sweep", benchmarks=("vqav2",), methods=("full", "icctp", "cls"),
                               budgets=(576, 64), n_samples=3)

@@ -80,7 +80,8 @@ def compare_metrics(base: pl.DataFrame, cand: pl.DataFrame, tol: Tolerances,
         else:
             problems.append(f"{where} fell {v0:.2f} -> {v1:.2f} ({d:+.2f}, tolerance {t:g})")
 
-    rows = row_counts(base).join(row_counts(cand), on=KEYS, how="inner", suffix="_cand")
+    rows = row_counts(base).join(row_counts(cand), on=KEYS, how="left", suffix="_cand").with_columns(
+        pl.col("n_cand").fill_null(0), pl.col("n_errors_cand").fill_null(pl.col("n_errors")))
     for b, m, k, n0, e0, n1, e1 in ordered(rows).iter_rows():
         if n0 - n1 > tol.max_lost_rows:
             problems.append(f"{b}/{m}@{k} lost {n0 - n1} row(s) ({n0} -> {n1})")
