@@ -124,7 +124,10 @@ def test_duplicate_metric_rows_are_an_error():
         headline_metrics(m)
 
 
-def test_mme_without_perception_cannot_enter_the_aggregate():
-    m = metrics_frame([("mme", "full", 576, "cognition", 300.0, 10, 0)])
-    with pytest.raises(ValueError, match="perception"):
-        headline_metrics(m)
+def test_mme_without_perception_is_left_out_of_the_aggregate():
+    m = metrics_frame([("mme", "full", 576, "cognition", 300.0, 10, 0),
+                       ("toyqa", "full", 576, "accuracy", 0.5, 10, 0)])
+    head = headline_metrics(m)
+    assert head.filter(pl.col("benchmark") == "mme")["percent"].to_list() == [None]
+    agg = aggregate(head)
+    assert agg["acc"].to_list() == [50.0] and agg["benchmarks"].to_list() == [1]

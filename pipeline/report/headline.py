@@ -44,12 +44,13 @@ def point_scale(card: str) -> float:
     return 1.0 if card == MME else 100.0
 
 
-def aggregate_percent(card: str, metric: str, value: float) -> float:
-    """Stored ``value`` of a ``card``'s headline ``metric`` on the 0-100 scale of "Acc."."""
+def aggregate_percent(card: str, metric: str, value: float) -> float | None:
+    """Stored ``value`` of a ``card``'s headline ``metric`` on the 0-100 scale of "Acc.".
+
+    None (left out of the aggregate) for MME without ``perception`` (a subset of cognition only).
+    """
     if card == MME:
-        if metric != MME_PERCEPTION:
-            raise ValueError(f"MME enters the aggregate through {MME_PERCEPTION!r}, got {metric!r}")
-        return value / MME_PERCEPTION_MAX * 100.0
+        return value / MME_PERCEPTION_MAX * 100.0 if metric == MME_PERCEPTION else None
     return value * point_scale(card)
 
 

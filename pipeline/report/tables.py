@@ -73,11 +73,12 @@ def headline_metrics(metrics: pl.DataFrame, cards: dict[str, str] | None = None)
 def aggregate(head: pl.DataFrame) -> pl.DataFrame:
     """Paper-style "Acc." per method x budget from :func:`headline_metrics`.
 
-    Columns: method, budget, acc (plain mean of ``percent`` over the benchmarks present),
+    Columns: method, budget, acc (plain mean of ``percent`` over the benchmarks present that have
+    one: MME without perception is left out),
     benchmarks (how many), retention (acc / acc of ``full`` over the same benchmarks x 100;
     null when ``full`` is missing on any of them).
     """
-    out = head.group_by("method", "budget").agg(
+    out = head.filter(pl.col("percent").is_not_null()).group_by("method", "budget").agg(
         pl.col("percent").mean().alias("acc"),
         pl.len().alias("benchmarks"),
         pl.col("full_percent").null_count().alias("_no_full"),
