@@ -1,12 +1,12 @@
 """Greedy decoding of a left-padded batch of input embeddings through the LLaVA language model."""
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import torch
 
 from pipeline.model import compat
+from pipeline.model.timing import now_ms
 
 
 @dataclass
@@ -45,10 +45,6 @@ class PlainRunner:
         return self.head(out.last_hidden_state[:, -1]).float()
 
 
-def _ms(start: float) -> float:
-    return (time.perf_counter() - start) * 1000.0
-
-
 @torch.no_grad()
 def greedy(model, embeds, mask, positions, max_new_tokens: int, eos_id: int, pad_id: int, runner=None) -> Generated:
     """Greedy decoding from ``embeds`` (B, L, d) with ``mask`` and ``positions`` (B, L).
@@ -59,11 +55,10 @@ def greedy(model, embeds, mask, positions, max_new_tokens: int, eos_id: int, pad
     """
     runner = runner or PlainRunner(model)
     embed = compat.input_embeddings(model)
-    start = time.perf_counter()
+    start = now_ms(embeds.device)
     logits = runner.prefill(embeds, mask, positions)
     first_logits = logits
-    prefill_ms = _ms(start)
-    start = time.perf_counter()
+    prefill_done = now_ms(embeds.device)
     finished = torch.zeros(embeds.shape[0], dtype=torch.bool, device=embeds.device)
     next_pos = positions[:, -1:] + 1  # (B, 1)
     tokens = []
@@ -76,4 +71,5 @@ def greedy(model, embeds, mask, positions, max_new_tokens: int, eos_id: int, pad
             break
         logits = runner.step(embed(token)[:, None], next_pos)
         next_pos = next_pos + 1
-    return Generated(torch.stack(tokens, dim=1), first_logits, prefill_ms, _ms(start))
+    tokens = torch.stack(tokens, dim=1)
+    return Generated(tokens, first_logits, prefill_done - start, now_ms(embeds.device) - prefill_done)

@@ -16,7 +16,6 @@ question) gets ``error`` set and ``prediction=None``; the rest of the batch runs
 from __future__ import annotations
 
 import contextlib
-import time
 import zlib
 from dataclasses import dataclass, field
 
@@ -24,6 +23,7 @@ import torch
 
 from pipeline.model import compat, fastv, generation, images, llava, llava_next
 from pipeline.model.assemble import left_pad, splice
+from pipeline.model.timing import now_ms
 
 REFERENCE_TOKENS = 576
 EXTRA_METHODS = ("fastv",)
@@ -48,10 +48,6 @@ def _methods() -> tuple[str, ...]:
     from icctp.baselines import METHODS
 
     return tuple(METHODS) + EXTRA_METHODS
-
-
-def _ms(start: float) -> float:
-    return (time.perf_counter() - start) * 1000.0
 
 
 class VLM:
@@ -173,7 +169,7 @@ class VLM:
         rows = [rows[i] for i in live]
         timings = {}
 
-        start = time.perf_counter()
+        start = now_ms(self.device)
         cache = self._vision_cache if self._vision_cache is not None else {}
         keys = [k for k in dict.fromkeys(row.key for row in rows) if k not in cache]
         first = {row.key: row for row in reversed(rows)}
@@ -182,14 +178,15 @@ class VLM:
                                                             [first[k].image for k in keys])))
         encoded = cache
         visuals = [encoded[row.key] for row in rows]
-        timings["vision_ms"] = _ms(start)
+        vision_done = now_ms(self.device)
+        timings["vision_ms"] = vision_done - start
 
-        start = time.perf_counter()
+
         if method in ("full", "fastv"):
             picks = [_keep_all(v) for v in visuals]
         else:
             picks = self._select(method, budget, rows, visuals, method_kwargs)
-        timings["select_ms"] = _ms(start)
+        timings["select_ms"] = now_ms(self.device) - vision_done
 
         embed = compat.input_embeddings(self.model)
         sequences = []
