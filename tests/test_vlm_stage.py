@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import pyarrow as pa
+import torch
 
 from pipeline.stages.vlm import VLMStage
 
 
 class FakeVLM:
     """Answers with the prompt reversed; raises for any batch holding a prompt that contains 'boom'."""
+
+    device = torch.device("cpu")
 
     def __init__(self):
         self.calls = []

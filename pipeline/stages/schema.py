@@ -39,5 +39,6 @@ PREDICTION_SCHEMA = pa.schema(
         ("select_ms", pa.float64()),
         ("prefill_ms", pa.float64()),
         ("decode_ms", pa.float64()),
+        ("peak_memory_mb", pa.float64()),  # CUDA peak allocated during the row's batch; null on CPU
     ]
 )

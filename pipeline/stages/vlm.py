@@ -9,6 +9,7 @@ and only those that fail again become error rows.
 from __future__ import annotations
 
 import pyarrow as pa
+import torch
 
 from pipeline.stages.schema import PREDICTION_SCHEMA
 
@@ -62,8 +63,16 @@ class VLMStage:
         return [_prediction_row(self.run_id, v, r, res) for r, res in zip(todo, results, strict=True)]
 
     def _generate(self, samples: list[dict], v: dict) -> list[dict]:
-        return self.vlm.generate(samples, method=v["method"], budget=v["budget"],
-                                 max_new_tokens=self.max_new_tokens, **v["params"])
+        """``generate`` for one variant; on CUDA each result also carries the batch's peak memory (MiB)."""
+        cuda = self.vlm.device.type == "cuda"
+        if cuda:
+            torch.cuda.reset_peak_memory_stats(self.vlm.device)
+        results = self.vlm.generate(samples, method=v["method"], budget=v["budget"],
+                                    max_new_tokens=self.max_new_tokens, **v["params"])
+        if cuda:
+            peak = torch.cuda.max_memory_allocated(self.vlm.device) / 2**20
+            results = [dict(r, peak_memory_mb=peak) for r in results]
+        return results
 
 
 def variant_key(label: str, budget: int) -> str:
@@ -71,8 +80,6 @@ def variant_key(label: str, budget: int) -> str:
 
 
 def _default_device() -> str:
-    import torch
-
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
@@ -98,4 +105,5 @@ def _prediction_row(run_id: str, variant: dict, row: dict, res: dict) -> dict:
         "kept_clusters": res.get("kept_clusters"),
         "targets": row["targets"],
         **{f: timings.get(f) for f in TIMING_FIELDS},
+        "peak_memory_mb": res.get("peak_memory_mb"),
     }
