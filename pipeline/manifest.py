@@ -6,6 +6,7 @@ A manifest is YAML validated by pydantic (unknown keys are errors that name the 
     model: {path: "fixture:llava15"}           # a local dir, a hub id, or fixture:<kind>
     benchmarks:
       vqav2: {data_files: "fixture:vqav2"}      # or {hf_id: ..., config: ..., split: ...}
+      mmvet: {hf_id: lmms-lab/MMVet, judge: "my_graders:gpt4_judge"}   # MM-Vet needs a judge
     methods:
       - {method: full}
       - {method: icctp, params: {rho_g: 0.6, alpha: 0.3}}
@@ -49,6 +50,7 @@ class BenchmarkSource(_Strict):
     split: str | None = None
     data_files: str | dict[str, str] | None = Field(None, description="Parquet file(s) or fixture:<name>")
     streaming: bool = False
+    judge: str | None = Field(None, description="MM-Vet grader 'module:callable' (question, answer, prediction) -> [0, 1]")
 
 
 class MethodSpec(_Strict):
@@ -132,10 +134,6 @@ class Manifest(_Strict):
             return Manifest.model_validate(data)
         except ValidationError as e:
             raise ManifestError(str(e)) from None
-
-    def cards(self) -> dict[str, str]:
-        """Entry name → benchmark card name (an entry may reuse a card on other data)."""
-        return {name: src.benchmark or name for name, src in self.benchmarks.items()}
 
     def variants(self) -> list[tuple[MethodSpec, int]]:
         """(method, budget) pairs to run: ``full`` once at the reference, pruning below it."""

@@ -32,7 +32,7 @@ from pipeline.report import write_report
 from pipeline.stages.nouns import NounStage
 from pipeline.stages.prepare import input_ids, prepare_benchmark, write_json_atomic
 from pipeline.stages.resume import PendingFilter, scan_done
-from pipeline.stages.score import check_complete, read_predictions, score_predictions
+from pipeline.stages.score import check_complete, read_predictions, score_predictions, scoring_card
 from pipeline.stages.vlm import VLMStage, variant_key
 from pipeline.stages.write import WriteStage
 
@@ -169,7 +169,7 @@ def run_eval(manifest: Manifest, run_dir: Path, *, limit: int | None = None, add
 
     preds = read_predictions(predictions_dir)
     check_complete(preds, expected, [(v["label"], v["budget"]) for v in variants])
-    metrics = score_predictions(preds, manifest.cards())
+    metrics = score_predictions(preds, {name: scoring_card(name, src) for name, src in manifest.benchmarks.items()})
     metrics.write_parquet(run_dir / "metrics.parquet")
     report = write_report(run_dir)
     info["finished"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")

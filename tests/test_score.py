@@ -54,3 +54,33 @@ def test_unscored_benchmark_keeps_its_counts():
                        "targets": [json.dumps({"answer": "cat", "capability": "rec", "question": "What?"})]})
     m = score_predictions(df)
     assert m.height == 1 and m["metric"].to_list() == [None] and m["n"].to_list() == [1]
+
+
+def keyword_judge(question, answer, prediction):
+    """Test judge: 1 when the reference answer appears in the prediction."""
+    return float(answer.lower() in prediction.lower())
+
+
+def test_mmvet_is_scored_with_a_judge_from_the_manifest():
+    from pipeline.manifest import BenchmarkSource
+    from pipeline.stages.score import scoring_card
+
+    card = scoring_card("mmvet", BenchmarkSource(judge="test_score:keyword_judge"))
+    df = pl.DataFrame({"benchmark": "mmvet", "method": "full", "budget": pl.Series([576] * 3, dtype=pl.Int32),
+                       "sample_id": ["a", "b", "c"], "prediction": ["A cat.", "a dog", None],
+                       "error": [None, None, "ImageError: bad"],
+                       "targets": [json.dumps({"answer": a, "capability": "rec", "question": "What?"})
+                                   for a in ("cat", "cat", "cat")]})
+    m = score_predictions(df, {"mmvet": card})
+    # judge: 1 (cat in "A cat."), 0, error row 0 -> 1/3
+    assert m.filter(pl.col("metric") == "score")["value"].to_list() == [pytest.approx(1 / 3)]
+
+
+def test_bad_judge_settings_are_named():
+    from pipeline.manifest import BenchmarkSource, ManifestError
+    from pipeline.stages.score import scoring_card
+
+    with pytest.raises(ManifestError, match="benchmarks.mmvet.judge: cannot load"):
+        scoring_card("mmvet", BenchmarkSource(judge="no_such_module:grade"))
+    with pytest.raises(ManifestError, match="not graded by a judge"):
+        scoring_card("vqav2", BenchmarkSource(judge="test_score:keyword_judge"))

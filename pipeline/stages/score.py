@@ -10,7 +10,10 @@ from pathlib import Path
 
 import polars as pl
 
-from pipeline.benchmarks import get_benchmark
+import importlib
+
+from pipeline.benchmarks import Benchmark, get_benchmark
+from pipeline.manifest import BenchmarkSource, ManifestError
 
 METRICS_SCHEMA = {
     "benchmark": pl.String, "method": pl.String, "budget": pl.Int32, "metric": pl.String,
@@ -54,15 +57,31 @@ def check_complete(preds: pl.DataFrame, expected: dict[str, list[str]], variants
         raise IncompleteRunError("predictions do not match the inputs:\n  " + "\n  ".join(problems))
 
 
-def score_predictions(preds: pl.DataFrame, cards: dict[str, str] | None = None) -> pl.DataFrame:
+def scoring_card(entry: str, source: BenchmarkSource) -> Benchmark:
+    """The card that scores manifest ``entry``, with its judge (``module:callable``) when one is set."""
+    card = get_benchmark(source.benchmark or entry)
+    if source.judge is None:
+        return card
+    if not hasattr(card, "judge"):
+        raise ManifestError(f"benchmarks.{entry}.judge: benchmark {card.name!r} is not graded by a judge")
+    module, _, attr = source.judge.partition(":")
+    try:
+        judge = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError, ValueError) as e:
+        raise ManifestError(f"benchmarks.{entry}.judge: cannot load {source.judge!r} ({e})") from None
+    return type(card)(source.hf_id, source.config, source.split, judge=judge)
+
+
+def score_predictions(preds: pl.DataFrame, cards: dict[str, Benchmark] | None = None) -> pl.DataFrame:
     """One row per benchmark × method × budget × metric; unscored benchmarks get metric null.
 
-    ``cards`` maps a benchmark entry to the card that scores it (default: the entry's name).
+    ``cards`` maps a benchmark entry to the card that scores it (default: the card of that name).
     """
     rows = []
     for (bench, method, budget), df in preds.group_by("benchmark", "method", "budget", maintain_order=True):
         n, n_errors = df.height, df.height - df["error"].null_count()
-        metrics = get_benchmark((cards or {}).get(bench, bench)).score(df)
+        card = (cards or {}).get(bench) or get_benchmark(bench)
+        metrics = card.score(df)
         base = {"benchmark": bench, "method": method, "budget": budget, "n": n, "n_errors": n_errors}
         if not metrics:
             rows.append({**base, "metric": None, "value": None})
