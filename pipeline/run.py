@@ -36,7 +36,6 @@ from pipeline.stages.score import check_complete, read_predictions, score_predic
 from pipeline.stages.vlm import VLMStage, variant_key
 from pipeline.stages.write import WriteStage
 
-log = logging.getLogger(__name__)
 PACKAGES = ("icctp-eval", "torch", "transformers", "ray", "spacy", "datasets", "pyarrow", "polars")
 
 

@@ -5,7 +5,6 @@ are removed. A row is identified by ``benchmark``, ``sample_id`` and its variant
 """
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import pyarrow as pa
@@ -13,7 +12,6 @@ import pyarrow.parquet as pq
 
 from pipeline.stages.vlm import variant_key
 
-log = logging.getLogger(__name__)
 SEP = "\x1f"
 
 
