@@ -46,7 +46,7 @@ def main(argv=None) -> int:
     try:
         manifest = load_manifest(args.manifest)
         manifest = manifest.restrict(
-            budgets=[args.budget] if args.budget else args.budgets,
+            budgets=[args.budget] if args.budget is not None else args.budgets,
             methods=args.methods,
             benchmarks=args.benchmarks,
             compute={"num_gpus": args.num_gpus, "vlm_actors": args.actors, "batch_size": args.batch_size},

@@ -26,6 +26,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from pipeline.methods import METHODS, check_method
+
 REFERENCE_BUDGET = 576
 FIXTURE_PREFIX = "fixture:"
 
@@ -54,13 +56,13 @@ class BenchmarkSource(_Strict):
 
 
 class MethodSpec(_Strict):
-    method: str
-    label: str | None = None
-    params: dict[str, Any] = Field(default_factory=dict)
+    method: str = Field(description=f"one of {', '.join(METHODS)} (pipeline/methods.py)")
+    label: str | None = Field(None, description="the variant's name in outputs; default: the method name")
+    params: dict[str, Any] = Field(default_factory=dict, description="the method's options, checked against its registry entry")
 
     @property
     def name(self) -> str:
-        """The label written to the ``method`` column (defaults to the method name)."""
+        """The variant label (defaults to the method name)."""
         return self.label or self.method
 
     @field_validator("label")
@@ -69,6 +71,14 @@ class MethodSpec(_Strict):
         if v is not None and not re.fullmatch(r"[A-Za-z0-9_.+-]+", v):
             raise ValueError(f"label {v!r} may only contain letters, digits and _ . + -")
         return v
+
+    @model_validator(mode="after")
+    def _known_method_and_options(self) -> "MethodSpec":
+        check_method(self.method, self.params)
+        if self.label in METHODS and self.label != self.method:
+            raise ValueError(f"label {self.label!r} names another method; choose a label that is not one of "
+                             f"{', '.join(METHODS)}")
+        return self
 
 
 class Generation(_Strict):
@@ -113,11 +123,40 @@ class Manifest(_Strict):
             raise ValueError("benchmarks: at least one benchmark is required")
         return self
 
+    @model_validator(mode="after")
+    def _known_benchmarks_and_fixtures(self) -> "Manifest":
+        from pipeline.benchmarks import BENCHMARKS
+        from pipeline.fixtures import MODEL_KINDS, dataset_names
+
+        if self.model.path.startswith(FIXTURE_PREFIX) and self.model.path[len(FIXTURE_PREFIX):] not in MODEL_KINDS:
+            raise ValueError(f"model.path {self.model.path!r}: unknown fixture model; allowed: "
+                             f"{', '.join(FIXTURE_PREFIX + k for k in MODEL_KINDS)}")
+        for entry, src in self.benchmarks.items():
+            card = src.benchmark or entry
+            if card not in BENCHMARKS:
+                raise ValueError(f"benchmarks.{entry}: unknown benchmark {card!r}; allowed: {', '.join(BENCHMARKS)}")
+            files = src.data_files
+            if isinstance(files, str) and files.startswith(FIXTURE_PREFIX) and \
+                    files[len(FIXTURE_PREFIX):] not in (*BENCHMARKS, *dataset_names()):
+                raise ValueError(f"benchmarks.{entry}.data_files {files!r}: unknown fixture dataset; allowed: "
+                                 f"{', '.join(FIXTURE_PREFIX + n for n in (*BENCHMARKS, *dataset_names()))}")
+        return self
+
+    @model_validator(mode="after")
+    def _options_fit_budgets(self) -> "Manifest":
+        pruned = [b for b in self.budgets if b < REFERENCE_BUDGET]
+        for i, m in enumerate(self.methods):
+            pivots = m.params.get("n_pivots")
+            if m.method == "dart" and pivots is not None and pruned and pivots > min(pruned):
+                raise ValueError(f"methods.{i}.params.n_pivots = {pivots} exceeds the smallest budget "
+                                 f"{min(pruned)}; allowed: 1..{min(pruned)}")
+        return self
+
     def restrict(self, *, budgets: list[int] | None = None, methods: list[str] | None = None,
                  benchmarks: list[str] | None = None, compute: dict[str, Any] | None = None) -> "Manifest":
         """A copy narrowed or overridden from the command line; unknown names are errors."""
         data = self.model_dump()
-        if budgets:
+        if budgets is not None:
             data["budgets"] = budgets
         if methods:
             unknown = sorted(set(methods) - {m.name for m in self.methods})
@@ -133,7 +172,7 @@ class Manifest(_Strict):
         try:
             return Manifest.model_validate(data)
         except ValidationError as e:
-            raise ManifestError(str(e)) from None
+            raise ManifestError(_describe(e, "command line")) from None
 
     def variants(self) -> list[tuple[MethodSpec, int]]:
         """(method, budget) pairs to run: ``full`` once at the reference, pruning below it."""
@@ -161,8 +200,15 @@ def load_manifest(path: str | Path, overrides: dict[str, Any] | None = None) -> 
     try:
         return Manifest.model_validate(raw)
     except ValidationError as e:
-        lines = [f"{path}: invalid manifest"]
-        for err in e.errors():
-            where = ".".join(str(p) for p in err["loc"]) or "(top level)"
-            lines.append(f"  {where}: {err['msg']}")
-        raise ManifestError("\n".join(lines)) from None
+        raise ManifestError(_describe(e, str(path))) from None
+
+
+def _describe(error: ValidationError, source: str) -> str:
+    """One message per problem, each naming the field, the bad value and what is allowed."""
+    lines = [f"{source}: invalid manifest"]
+    for err in error.errors():
+        where = ".".join(str(p) for p in err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
+        got = "" if err["type"] == "value_error" else f" (got {err['input']!r})"
+        lines.append(f"  {where + ': ' if where else ''}{msg}{got}")
+    return "\n".join(lines)

@@ -74,3 +74,62 @@ def test_restrict_from_command_line():
     assert list(m.benchmarks) == ["pope"] and m.compute.batch_size == 4
     with pytest.raises(ManifestError, match="nope"):
         load_manifest("manifests/tiny.yaml").restrict(benchmarks=["nope"])
+
+
+@pytest.mark.parametrize(
+    "methods, needle",
+    [
+        ("[{method: icctpp}]", r"methods\.0: unknown method 'icctpp'; allowed: full, random, cls"),
+        ("[{method: icctp, params: {alhpa: 0.3}}]", r"methods\.0: method 'icctp' has no option 'alhpa'; its options: rho_g, alpha"),
+        ("[{method: icctp, params: {alpha: 1.3}}]", r"icctp\.alpha = 1\.3 is out of range; allowed: a float in \[0, 1\]"),
+        ("[{method: icctp, params: {rho_g: 1.0}}]", r"icctp\.rho_g = 1\.0 is out of range; allowed: a float in \(0, 1\)"),
+        ("[{method: icctp, params: {allocation: greedy}}]", r"allowed: one of 'exact', 'paper'"),
+        ("[{method: fastv, params: {K: 1.5}}]", r"fastv\.K = 1\.5 is out of range; allowed: an int in \[1, inf\)"),
+        ("[{method: full, params: {alpha: 0.3}}]", r"method 'full' has no option 'alpha'; its options: none"),
+        ("[{method: icctp, label: cls}]", r"label 'cls' names another method"),
+        ("[{method: dart, params: {n_pivots: 65}}]", r"n_pivots = 65 exceeds the smallest budget 64"),
+    ],
+)
+def test_bad_method_or_option_is_refused_at_load(tmp_path, methods, needle):
+    with pytest.raises(ManifestError, match=needle):
+        load_manifest(_write(tmp_path, BASE.replace("[{method: full}]", methods)))
+
+
+@pytest.mark.parametrize(
+    "old, new, needle",
+    [
+        ("vqav2: {data_files", "vqa2: {data_files", r"benchmarks\.vqa2: unknown benchmark 'vqa2'; allowed: vqav2, gqa"),
+        ("fixture:vqav2", "fixture:vqa2", r"data_files 'fixture:vqa2': unknown fixture dataset"),
+        ("fixture:llava15", "fixture:llava16", r"model\.path 'fixture:llava16': unknown fixture model"),
+    ],
+)
+def test_unknown_benchmark_or_fixture_is_refused_at_load(tmp_path, old, new, needle):
+    with pytest.raises(ManifestError, match=needle):
+        load_manifest(_write(tmp_path, BASE.replace(old, new)))
+
+
+def test_every_method_option_is_a_real_keyword_of_its_function():
+    import inspect
+
+    from pipeline.methods import METHODS
+
+    inputs = {"self", "model", "spans", "tokens", "cls_attn", "centers", "center_mask", "budget", "seeds",
+              "return_clusters"}
+    for name, method in METHODS.items():
+        signature = inspect.signature(method.function())
+        options = {p: signature.parameters[p].default for p in signature.parameters if p not in inputs}
+        assert set(options) == set(method.params), name
+        for option, default in options.items():
+            if default is not inspect.Parameter.empty:
+                assert method.params[option].accepts(default), (name, option, default)
+
+
+def test_budget_zero_on_the_command_line_exits_2_before_any_work(tmp_path, capsys):
+    import ray
+
+    from jobs.eval_all import main
+
+    out = tmp_path / "run"
+    assert main(["--budget", "0", "--output", str(out)]) == 2
+    assert "budgets must be a non-empty list of integers >= 1, got [0]" in capsys.readouterr().err
+    assert not out.exists() and not ray.is_initialized()

@@ -1,14 +1,17 @@
-"""The vlm stage: every row and pending variant yields one prediction row; a failing batch is retried per sample."""
+"""The vlm stage: every row and pending variant yields one prediction row; only per-sample input
+failures become error rows, anything else fails the run."""
 from __future__ import annotations
 
 import pyarrow as pa
+import pytest
 import torch
 
 from pipeline.stages.vlm import VLMStage
 
 
 class FakeVLM:
-    """Answers with the prompt reversed; raises for any batch holding a prompt that contains 'boom'."""
+    """Answers with the prompt reversed; flags a prompt containing 'bad' as an input error (as the
+    adapter does for an undecodable image) and raises for any batch holding one with 'boom'."""
 
     device = torch.device("cpu")
 
@@ -19,7 +22,8 @@ class FakeVLM:
         self.calls.append((method, budget, len(samples)))
         if any("boom" in s["prompt"] for s in samples):
             raise RuntimeError("device fell over")
-        return [{"prediction": s["prompt"][::-1], "n_visual": 576, "n_kept": min(budget, 576),
+        return [{"error": "ImageError: undecodable"} if "bad" in s["prompt"] else
+                {"prediction": s["prompt"][::-1], "n_visual": 576, "n_kept": min(budget, 576),
                  "timings": {"vision_ms": 1.0}} for s in samples]
 
     def reuse_vision(self):
@@ -61,10 +65,14 @@ def test_pending_restricts_variants():
     assert [(r["sample_id"], r["method"]) for r in out] == [("1", "full"), ("0", "icctp"), ("1", "icctp")]
 
 
-def test_failed_batch_is_retried_per_sample_and_only_the_culprit_errs():
-    s = stage(VARIANTS[:1])
-    out = s(rows(["ab", "boom", "ef"])).to_pylist()
+def test_input_failure_is_an_error_row_in_place():
+    out = stage(VARIANTS[:1])(rows(["ab", "bad", "ef"])).to_pylist()
     assert [r["prediction"] for r in out] == ["ba", None, "fe"]
-    assert out[1]["error"] == "RuntimeError: device fell over"
-    assert [r["error"] for r in out[::2]] == [None, None]
-    assert s.vlm.calls == [("full", 576, 3), ("full", 576, 1), ("full", 576, 1), ("full", 576, 1)]
+    assert [r["error"] for r in out] == [None, "ImageError: undecodable", None]
+
+
+def test_a_raising_batch_fails_the_stage_instead_of_writing_error_rows():
+    s = stage(VARIANTS[:1])
+    with pytest.raises(RuntimeError, match="device fell over"):
+        s(rows(["ab", "boom", "ef"]))
+    assert s.vlm.calls == [("full", 576, 3)]

@@ -2,9 +2,10 @@
 
 A callable class for ``map_batches``: ``__init__`` loads the model once per actor (one GPU
 each on a GPU cluster), ``__call__`` maps one batch of input rows to prediction rows, one per
-row and pending variant. A row whose model step fails keeps its place with ``error`` set: bad
-inputs are flagged by the adapter; if the batch call itself raises, each sample is retried alone
-and only those that fail again become error rows.
+row and pending variant. A row whose input the model cannot take (undecodable image, empty
+question, a prompt longer than the model's context) keeps its place with ``error`` set; that is
+decided per sample by the adapter. Anything else that raises is a bug or a configuration error
+and fails the run instead of turning rows into errors that a rerun would treat as done.
 """
 from __future__ import annotations
 
@@ -51,15 +52,7 @@ class VLMStage:
              "noun_phrases": r.get("noun_phrases")}
             for r in todo
         ]
-        try:
-            results = self._generate(samples, v)
-        except Exception:  # noqa: BLE001 - retry alone: only the samples that fail again become error rows
-            results = []
-            for sample in samples:
-                try:
-                    results.extend(self._generate([sample], v))
-                except Exception as e:  # noqa: BLE001
-                    results.append({"error": f"{type(e).__name__}: {e}"})
+        results = self._generate(samples, v)
         return [_prediction_row(self.run_id, v, r, res) for r, res in zip(todo, results, strict=True)]
 
     def _generate(self, samples: list[dict], v: dict) -> list[dict]:
