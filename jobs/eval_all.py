@@ -37,6 +37,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--num-gpus", type=float, help="GPUs per model actor (overrides compute.num_gpus)")
     p.add_argument("--actors", type=int, help="model actors (overrides compute.vlm_actors)")
     p.add_argument("--batch-size", type=int, help="samples per model batch (overrides compute.batch_size)")
+    p.add_argument("--retry-errors", action="store_true",
+                   help="on resume, run the rows that ended in an error again (their error rows are replaced)")
     p.add_argument("--address", help="Ray address; 'local' forces a local Ray (default: cluster if running)")
     return p.parse_args(argv)
 
@@ -56,7 +58,7 @@ def main(argv=None) -> int:
         return 2
     output = args.output or Path("runs") / f"{manifest.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     start = time.perf_counter()
-    result = run_eval(manifest, output, limit=args.limit, address=args.address)
+    result = run_eval(manifest, output, limit=args.limit, address=args.address, retry_errors=args.retry_errors)
     for line in summary_lines(result.metrics):
         print(line)
     print(f"{result.rows_total} prediction rows ({result.rows_written} new) in {time.perf_counter() - start:.0f} s")

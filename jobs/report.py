@@ -18,7 +18,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("run", type=Path, help="run directory written by jobs/eval_all.py")
     p.add_argument("--heatmaps", type=int, default=0, help="kept-token heatmaps to draw (run/heatmaps/)")
-    p.add_argument("--method", help="method label of the heatmap rows (default: icctp when present)")
+    p.add_argument("--variant", help="variant label of the heatmap rows (default: an icctp variant when present)")
     p.add_argument("--budget", type=int, help="budget of the heatmap rows (default: the smallest)")
     return p.parse_args(argv)
 
@@ -29,7 +29,7 @@ def main(argv=None) -> int:
         print("error: --heatmaps must be >= 0", file=sys.stderr)
         return 2
     try:
-        report = write_report(args.run, heatmaps=args.heatmaps, heatmap_method=args.method,
+        report = write_report(args.run, heatmaps=args.heatmaps, heatmap_variant=args.variant,
                               heatmap_budget=args.budget)
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)

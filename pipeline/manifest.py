@@ -20,6 +20,7 @@ budget at or above it is the unpruned model and is reported as ``full``.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +80,25 @@ class MethodSpec(_Strict):
             raise ValueError(f"label {self.label!r} names another method; choose a label that is not one of "
                              f"{', '.join(METHODS)}")
         return self
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One (method, budget) pair a run evaluates.
+
+    ``label`` names it in every output (the ``variant`` column, partition directories, report
+    rows); ``method`` is the algorithm (``pipeline.methods``) with its ``params``.
+    """
+
+    label: str
+    method: str
+    budget: int
+    params: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        """``label@budget``: identifies the variant's rows within a benchmark."""
+        return f"{self.label}@{self.budget}"
 
 
 class Generation(_Strict):
@@ -174,14 +194,13 @@ class Manifest(_Strict):
         except ValidationError as e:
             raise ManifestError(_describe(e, "command line")) from None
 
-    def variants(self) -> list[tuple[MethodSpec, int]]:
-        """(method, budget) pairs to run: ``full`` once at the reference, pruning below it."""
+    def variants(self) -> list[Variant]:
+        """The variants to run: ``full`` once at the reference, pruning methods below it."""
         out = []
         for m in self.methods:
-            if m.method == "full":
-                out.append((m, REFERENCE_BUDGET))
-            else:
-                out.extend((m, b) for b in self.budgets if b < REFERENCE_BUDGET)
+            budgets = [b for b in self.budgets if b < REFERENCE_BUDGET] if METHODS[m.method].prunes \
+                else [REFERENCE_BUDGET]
+            out.extend(Variant(m.name, m.method, b, dict(m.params)) for b in budgets)
         return out
 
 

@@ -7,7 +7,7 @@ The data path, top to bottom::
       → nouns (CPU actors) → vlm (model actors, GPU or CPU) → write (atomic part files)
       → score (driver, polars) → metrics.parquet, report.md
 
-Run directory: ``run.json``, ``inputs/``, ``predictions/benchmark=*/method=*/budget=*/``,
+Run directory: ``run.json``, ``inputs/``, ``predictions/benchmark=*/variant=*/budget=*/``,
 ``metrics.parquet``, ``report.md``. Rerunning with the same directory resumes: finished rows
 are skipped, nothing is lost or duplicated.
 """
@@ -31,9 +31,9 @@ from pipeline.manifest import FIXTURE_PREFIX, Manifest
 from pipeline.report import write_report
 from pipeline.stages.nouns import NounStage
 from pipeline.stages.prepare import input_ids, prepare_benchmark, write_json_atomic
-from pipeline.stages.resume import PendingFilter, scan_done
+from pipeline.stages.resume import PendingFilter, drop_error_rows, scan_done
 from pipeline.stages.score import check_complete, read_predictions, score_predictions, scoring_card
-from pipeline.stages.vlm import VLMStage, variant_key
+from pipeline.stages.vlm import VLMStage
 from pipeline.stages.write import WriteStage
 
 PACKAGES = ("icctp-eval", "torch", "transformers", "ray", "spacy", "datasets", "pyarrow", "polars")
@@ -121,7 +121,10 @@ def init_ray(address: str | None) -> None:
     ray.init(num_cpus=max(4, os.cpu_count() or 1), include_dashboard=False, logging_level=logging.WARNING)
 
 
-def run_eval(manifest: Manifest, run_dir: Path, *, limit: int | None = None, address: str | None = None) -> RunResult:
+def run_eval(manifest: Manifest, run_dir: Path, *, limit: int | None = None, address: str | None = None,
+             retry_errors: bool = False) -> RunResult:
+    """Run (or resume) ``manifest`` into ``run_dir``; ``retry_errors`` first drops the error rows of
+    a previous attempt so that they run again."""
     import ray
     from ray.data import ActorPoolStrategy
 
@@ -136,10 +139,11 @@ def run_eval(manifest: Manifest, run_dir: Path, *, limit: int | None = None, add
     write_json_atomic(info, run_dir / "run.json")
     expected = {name: input_ids(run_dir / "inputs" / f"benchmark={name}") for name in prepared}
 
-    variants = [{"label": m.name, "method": m.method, "budget": b, "params": dict(m.params)}
-                for m, b in manifest.variants()]
-    keys = [variant_key(v["label"], v["budget"]) for v in variants]
+    variants = manifest.variants()
+    keys = [v.key for v in variants]
     predictions_dir = run_dir / "predictions"
+    if retry_errors:
+        drop_error_rows(predictions_dir)
     done = scan_done(predictions_dir)
     total = sum(map(len, expected.values())) * len(keys)
     written = 0
@@ -167,7 +171,7 @@ def run_eval(manifest: Manifest, run_dir: Path, *, limit: int | None = None, add
             written += sum(batch.column("n").to_pylist())
 
     preds = read_predictions(predictions_dir)
-    check_complete(preds, expected, [(v["label"], v["budget"]) for v in variants])
+    check_complete(preds, expected, variants)
     metrics = score_predictions(preds, {name: scoring_card(name, src) for name, src in manifest.benchmarks.items()})
     metrics.write_parquet(run_dir / "metrics.parquet")
     report = write_report(run_dir)

@@ -7,7 +7,7 @@ from pipeline.report.tables import headline_metrics, ordered
 
 
 def summary_lines(metrics: pl.DataFrame) -> list[str]:
-    """``benchmark (metric): method@budget value [retention%] ... | n rows, e errors`` per benchmark."""
+    """``benchmark (metric): variant@budget value [retention%] ... | n rows, e errors`` per benchmark."""
     lines = []
     scored = metrics.filter(pl.col("metric").is_not_null())
     for (bench,), g in metrics.group_by("benchmark", maintain_order=True):
@@ -19,6 +19,6 @@ def summary_lines(metrics: pl.DataFrame) -> list[str]:
         cells = []
         for r in head.iter_rows(named=True):
             ret = f" [{r['retention']:.1f}%]" if r["retention"] is not None and r["method"] != "full" else ""
-            cells.append(f"{r['method']}@{r['budget']} {r['percent']:.1f}{ret}")
+            cells.append(f"{r['variant']}@{r['budget']} {r['percent']:.1f}{ret}")
         lines.append(f"{bench} ({head['metric'][0]}): " + "  ".join(cells) + f" | {n} rows, {n_err} errors")
     return lines

@@ -11,7 +11,7 @@ import pytest
 from test_plots import assert_png
 
 from pipeline.report.compare import compare_metrics
-from pipeline.report.synthetic import write_synthetic_run
+from pipeline.fixtures.synthetic_run import write_synthetic_run
 from pipeline.report.tolerances import Tolerances, load_tolerances, run_tolerances
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,14 +44,14 @@ def edit_metrics(run: Path, expr) -> None:
 
 
 def drop_prediction(run: Path, benchmark: str, method: str, budget: int, sample_id: str) -> None:
-    path = run / "predictions" / f"benchmark={benchmark}" / f"method={method}" / f"budget={budget}" / "part-0.parquet"
+    path = run / "predictions" / f"benchmark={benchmark}" / f"variant={method}" / f"budget={budget}" / "part-0.parquet"
     pl.read_parquet(path).filter(pl.col("sample_id") != sample_id).write_parquet(path)
-    where = (pl.col("benchmark") == benchmark) & (pl.col("method") == method) & (pl.col("budget") == budget)
+    where = (pl.col("benchmark") == benchmark) & (pl.col("variant") == method) & (pl.col("budget") == budget)
     edit_metrics(run, pl.when(where).then(pl.col("n") - 1).otherwise(pl.col("n")).alias("n"))
 
 
 def at(benchmark, method, budget, metric):
-    return ((pl.col("benchmark") == benchmark) & (pl.col("method") == method) & (pl.col("budget") == budget)
+    return ((pl.col("benchmark") == benchmark) & (pl.col("variant") == method) & (pl.col("budget") == budget)
             & (pl.col("metric") == metric))
 
 
@@ -117,7 +117,7 @@ def test_budgets_inside_one_run(tmp_path, capsys):
 def test_a_vanished_unscored_variant_counts_as_lost_rows(base_run, tmp_path, capsys):
     cand = copy_run(base_run, tmp_path / "cand")
     path = cand / "metrics.parquet"
-    pl.read_parquet(path).filter(~((pl.col("benchmark") == "mmvet") & (pl.col("method") == "icctp"))).write_parquet(path)
+    pl.read_parquet(path).filter(~((pl.col("benchmark") == "mmvet") & (pl.col("variant") == "icctp"))).write_parquet(path)
     assert compare_job.main([str(base_run), str(cand), "--no-plots", "--output", str(tmp_path / "cmp")]) == 1
     assert "mmvet/icctp@64 lost 4 row(s) (4 -> 0)" in capsys.readouterr().out.splitlines()[0]
 
@@ -138,12 +138,12 @@ def test_bad_input_exits_2(tmp_path, capsys):
 
 
 def test_compare_metrics_table():
-    cols = ["benchmark", "method", "budget", "metric", "value", "n", "n_errors"]
-    base = pl.DataFrame([("vqav2", "icctp", 64, "accuracy", 0.70, 10, 0),
-                         ("mme", "icctp", 64, "perception", 1200.0, 10, 0)], schema=cols, orient="row")
-    cand = pl.DataFrame([("vqav2", "icctp", 64, "accuracy", 0.694, 10, 0),
-                         ("mme", "icctp", 64, "perception", 1180.0, 10, 0),
-                         ("gqa", "icctp", 64, "accuracy", 0.5, 10, 0)], schema=cols, orient="row")
+    cols = ["benchmark", "variant", "method", "budget", "metric", "value", "n", "n_errors"]
+    base = pl.DataFrame([("vqav2", "icctp", "icctp", 64, "accuracy", 0.70, 10, 0),
+                         ("mme", "icctp", "icctp", 64, "perception", 1200.0, 10, 0)], schema=cols, orient="row")
+    cand = pl.DataFrame([("vqav2", "icctp", "icctp", 64, "accuracy", 0.694, 10, 0),
+                         ("mme", "icctp", "icctp", 64, "perception", 1180.0, 10, 0),
+                         ("gqa", "icctp", "icctp", 64, "accuracy", 0.5, 10, 0)], schema=cols, orient="row")
     table, problems = compare_metrics(base, cand, Tolerances())
     got = {r["benchmark"]: r for r in table.iter_rows(named=True)}
     assert got["vqav2"]["delta"] == pytest.approx(-0.6) and got["vqav2"]["status"] == "regressed"

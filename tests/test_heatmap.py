@@ -13,7 +13,7 @@ from test_plots import assert_png
 from pipeline.report.heatmap import (GLOBAL, NOT_KEPT, cluster_grid, cluster_labels, draw_heatmap, heatmaps_for_run,
                                      kept_mask, next_layout, pick_rows)
 from pipeline.report.runs import scan_predictions
-from pipeline.report.synthetic import write_synthetic_run
+from pipeline.fixtures.synthetic_run import write_synthetic_run
 
 
 def image(w=500, h=300) -> Image.Image:
@@ -22,7 +22,7 @@ def image(w=500, h=300) -> Image.Image:
 
 
 def row(kept, clusters, n_visual=576, phrases=("dog", "wooden bench"), **extra) -> dict:
-    return {"benchmark": "vqav2", "sample_id": "7", "method": "icctp", "budget": len(kept),
+    return {"benchmark": "vqav2", "sample_id": "7", "variant": "icctp", "method": "icctp", "budget": len(kept),
             "question": "Is the dog on the wooden bench?", "n_visual": n_visual, "n_kept": len(kept),
             "kept_indices": list(kept), "kept_clusters": None if clusters is None else list(clusters),
             "noun_phrases": list(phrases), "center_source": "nouns", **extra}
@@ -136,4 +136,4 @@ def test_no_matching_rows_is_an_error(tmp_path):
     run = write_synthetic_run(tmp_path / "run", benchmarks=("vqav2",), methods=("icctp",), budgets=(32,),
                               n_samples=2)
     with pytest.raises(ValueError, match="no prediction row"):
-        heatmaps_for_run(run, 1, method="cls")
+        heatmaps_for_run(run, 1, variant="cls")

@@ -25,7 +25,7 @@ def test_paper_and_tiny_manifests_cover_the_ten_benchmarks():
 
 def test_full_runs_once_and_reference_budget_is_unpruned():
     m = load_manifest("manifests/tiny.yaml")
-    pairs = [(spec.name, b) for spec, b in m.variants()]
+    pairs = [(v.label, v.budget) for v in m.variants()]
     assert pairs == [("full", REFERENCE_BUDGET), ("icctp", 64), ("cls", 64), ("random", 64)]
 
 
@@ -70,7 +70,7 @@ def test_bad_budget_and_duplicate_labels(tmp_path):
 def test_restrict_from_command_line():
     m = load_manifest("manifests/tiny.yaml").restrict(budgets=[32], methods=["icctp"], benchmarks=["pope"],
                                                       compute={"batch_size": 4, "num_gpus": None})
-    assert [(s.name, b) for s, b in m.variants()] == [("icctp", 32)]
+    assert [(v.label, v.budget) for v in m.variants()] == [("icctp", 32)]
     assert list(m.benchmarks) == ["pope"] and m.compute.batch_size == 4
     with pytest.raises(ManifestError, match="nope"):
         load_manifest("manifests/tiny.yaml").restrict(benchmarks=["nope"])

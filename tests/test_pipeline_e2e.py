@@ -110,3 +110,30 @@ def test_resume_after_sigkill_equals_uninterrupted_run(full_run, tmp_path):
                                reference.filter(resumed[c] != reference[c])[c].head(3).to_list()) for c in differing}
     assert pl.read_parquet(out / "metrics.parquet").sort("benchmark", "method", "budget", "metric").equals(
         pl.read_parquet(full_run[0] / "metrics.parquet").sort("benchmark", "method", "budget", "metric"))
+
+
+def test_retry_errors_replaces_error_rows_and_equals_uninterrupted_run(full_run, tmp_path):
+    import shutil
+
+    out = tmp_path / "with_errors"
+    shutil.copytree(full_run[0], out)
+    part = sorted((out / "predictions" / "benchmark=pope").rglob("part-*.parquet"))[0]
+    table = pl.read_parquet(part)
+    broken = table.with_columns(
+        pl.when(pl.int_range(pl.len()) < 2).then(None).otherwise(pl.col("prediction")).alias("prediction"),
+        pl.when(pl.int_range(pl.len()) < 2).then(pl.lit("RuntimeError: transient")).otherwise(pl.col("error"))
+        .alias("error"))
+    broken.write_parquet(part)
+
+    tmp = short_tmpdir()
+    try:
+        proc = subprocess.run(eval_all_cmd("--manifest", MANIFEST, "--limit", LIMIT, "--output", str(out),
+                                           "--address", "local", "--retry-errors"),
+                              env=ray_env(tmp), cwd=REPO, capture_output=True, text=True, timeout=600)
+    finally:
+        kill_started(tmp)
+    assert proc.returncode == 0, proc.stderr[-5000:]
+    assert "(2 new)" in proc.stdout
+    retried, reference = predictions(out), predictions(full_run[0])
+    assert retried.select(KEY).is_duplicated().sum() == 0
+    assert retried.drop("run_id", strict=False).equals(reference.drop("run_id", strict=False))

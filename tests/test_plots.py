@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from pipeline.report import plots
-from pipeline.report.synthetic import write_synthetic_run
+from pipeline.fixtures.synthetic_run import write_synthetic_run
 from pipeline.report.writer import load_tables
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -66,10 +66,11 @@ def test_latency_png_and_none_without_timings(tables, tmp_path):
     assert not (tmp_path / "none.png").exists()
 
 
-def test_method_colors_are_distinct_and_full_black():
-    colors = plots.method_colors(["icctp", "full", "cls", "random"])
-    assert colors["full"] == (0.0, 0.0, 0.0, 1.0)
-    assert len({colors[m] for m in ("icctp", "cls", "random", "full")}) == 4
+def test_variant_colors_are_distinct_and_unpruned_black():
+    frame = pl.DataFrame({"variant": ["icctp", "base", "cls", "random"], "method": ["icctp", "full", "cls", "random"]})
+    colors = plots.variant_colors(frame)
+    assert colors["base"] == (0.0, 0.0, 0.0, 1.0)
+    assert len({colors[m] for m in ("icctp", "cls", "random", "base")}) == 4
 
 
 def test_retention_plot_needs_a_retention(tables, tmp_path):

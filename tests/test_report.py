@@ -11,7 +11,7 @@ from test_plots import assert_png
 
 from pipeline.report import write_report
 from pipeline.report.efficiency import flops_model, new_tokens
-from pipeline.report.synthetic import write_synthetic_run
+from pipeline.fixtures.synthetic_run import write_synthetic_run
 from pipeline.report.writer import load_tables
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,7 +70,7 @@ def test_unknown_model_says_why_no_tflops(tmp_path):
 def test_peak_memory_is_reported_when_recorded(tmp_path):
     run = write_synthetic_run(tmp_path / "run", benchmarks=("vqav2",), methods=("full", "icctp"),
                               budgets=(576, 64), n_samples=2)
-    part = run / "predictions" / "benchmark=vqav2" / "method=icctp" / "budget=64" / "part-0.parquet"
+    part = run / "predictions" / "benchmark=vqav2" / "variant=icctp" / "budget=64" / "part-0.parquet"
     pl.read_parquet(part).with_columns(pl.lit(812.0).alias("peak_memory_mb")).write_parquet(part)
     eff = load_tables(run, flops_fn=linear_flops).efficiency
     assert dict(eff.select("method", "peak_memory_mb").iter_rows()) == {"full": None, "icctp": 812.0}
@@ -93,5 +93,5 @@ def test_report_job_writes_heatmaps(run, capsys):
     assert "## Kept-token heatmaps" in text
     maps = sorted((run / "heatmaps").glob("*.png"))
     assert len(maps) == 1 and f"](heatmaps/{maps[0].name})" in text
-    assert job.main([str(run), "--heatmaps", "1", "--method", "nope"]) == 2
+    assert job.main([str(run), "--heatmaps", "1", "--variant", "nope"]) == 2
     assert "no prediction row" in capsys.readouterr().err

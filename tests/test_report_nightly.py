@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.report.nightly import NIGHTLY_BUDGETS, POINTER, latest_good, run_nightly, tolerances_for
-from pipeline.report.synthetic import write_synthetic_run
+from pipeline.fixtures.synthetic_run import write_synthetic_run
 
 ROOT = Path(__file__).resolve().parents[1]
 SYNTHETIC = dict(benchmarks=("vqav2",), methods=("full", "icctp"), n_samples=3)
@@ -21,7 +21,7 @@ if os.environ.get("FAKE_EVAL_FAIL"):
     sys.exit(3)
 sys.path.insert(0, {str(ROOT)!r})
 import polars as pl
-from pipeline.report.synthetic import write_synthetic_run
+from pipeline.fixtures.synthetic_run import write_synthetic_run
 p = argparse.ArgumentParser()
 p.add_argument("--manifest"); p.add_argument("--budgets"); p.add_argument("--output")
 args, extra = p.parse_known_args()

@@ -11,7 +11,9 @@ COLUMNS = ["benchmark", "method", "budget", "metric", "value", "n", "n_errors"]
 
 
 def metrics_frame(rows) -> pl.DataFrame:
-    return pl.DataFrame(rows, schema=COLUMNS, orient="row")
+    """Metrics rows whose variant label is the method name."""
+    frame = pl.DataFrame(rows, schema=COLUMNS, orient="row")
+    return frame.insert_column(1, frame["method"].alias("variant"))
 
 
 @pytest.fixture
@@ -89,20 +91,20 @@ def test_entry_reusing_the_mme_card_is_scaled_like_mme():
 def test_benchmark_table_in_points_with_counts(metrics):
     head = headline_metrics(metrics)
     table = benchmark_table(metrics, head, "toyqa")
-    assert table.columns == ["method", "budget", "accuracy", "yes_ratio", "n", "errors", "retention"]
+    assert table.columns == ["variant", "method", "budget", "accuracy", "yes_ratio", "n", "errors", "retention"]
     assert table.rows() == [
-        ("full", 576, pytest.approx(80.0), pytest.approx(50.0), 100, 0, pytest.approx(100.0)),
-        ("cls", 64, pytest.approx(60.0), pytest.approx(45.0), 100, 0, pytest.approx(75.0)),
-        ("icctp", 64, pytest.approx(72.0), pytest.approx(40.0), 100, 2, pytest.approx(90.0)),
+        ("full", "full", 576, pytest.approx(80.0), pytest.approx(50.0), 100, 0, pytest.approx(100.0)),
+        ("cls", "cls", 64, pytest.approx(60.0), pytest.approx(45.0), 100, 0, pytest.approx(75.0)),
+        ("icctp", "icctp", 64, pytest.approx(72.0), pytest.approx(40.0), 100, 2, pytest.approx(90.0)),
     ]
     mme = benchmark_table(metrics, head, "mme")
     assert mme.filter(pl.col("method") == "icctp")["perception"].to_list() == [1200.0]
     assert to_markdown(table, {"retention": 1}, 2).splitlines() == [
-        "| method | budget | accuracy | yes_ratio | n | errors | retention |",
-        "|---|---|---|---|---|---|---|",
-        "| full | 576 | 80 | 50 | 100 | 0 | 100 |",
-        "| cls | 64 | 60 | 45 | 100 | 0 | 75 |",
-        "| icctp | 64 | 72 | 40 | 100 | 2 | 90 |",
+        "| variant | method | budget | accuracy | yes_ratio | n | errors | retention |",
+        "|---|---|---|---|---|---|---|---|",
+        "| full | full | 576 | 80 | 50 | 100 | 0 | 100 |",
+        "| cls | cls | 64 | 60 | 45 | 100 | 0 | 75 |",
+        "| icctp | icctp | 64 | 72 | 40 | 100 | 2 | 90 |",
     ]
 
 
@@ -131,3 +133,14 @@ def test_mme_without_perception_is_left_out_of_the_aggregate():
     assert head.filter(pl.col("benchmark") == "mme")["percent"].to_list() == [None]
     agg = aggregate(head)
     assert agg["acc"].to_list() == [50.0] and agg["benchmarks"].to_list() == [1]
+
+
+def test_relabelled_unpruned_variant_is_still_the_retention_baseline(metrics):
+    relabelled = metrics.with_columns(pl.col("variant").replace({"full": "llava-576", "cls": "fasterv"}))
+    head = headline_metrics(relabelled)
+    toy = {r["variant"]: r["retention"] for r in head.filter(pl.col("benchmark") == "toyqa").iter_rows(named=True)}
+    assert toy == {"llava-576": pytest.approx(100.0), "fasterv": pytest.approx(75.0), "icctp": pytest.approx(90.0)}
+    agg = aggregate(head)
+    assert agg["variant"].to_list() == ["llava-576", "fasterv", "icctp"]
+    assert agg.filter(pl.col("variant") == "icctp")["retention"].to_list() == \
+        aggregate(headline_metrics(metrics)).filter(pl.col("variant") == "icctp")["retention"].to_list()

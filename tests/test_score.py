@@ -6,13 +6,14 @@ import json
 import polars as pl
 import pytest
 
+from pipeline.manifest import Variant
 from pipeline.stages.score import IncompleteRunError, check_complete, score_predictions
 
 
 def preds(ids, method="full", budget=576, bench="pope", answers=None, errors=()):
     answers = answers or {i: "yes" for i in ids}
     return pl.DataFrame({
-        "benchmark": bench, "method": method, "budget": pl.Series([budget] * len(ids), dtype=pl.Int32),
+        "benchmark": bench, "variant": method, "method": method, "budget": pl.Series([budget] * len(ids), dtype=pl.Int32),
         "sample_id": ids,
         "prediction": [None if i in errors else "Yes" for i in ids],
         "error": [("ImageError: bad" if i in errors else None) for i in ids],
@@ -21,7 +22,7 @@ def preds(ids, method="full", budget=576, bench="pope", answers=None, errors=())
 
 
 def test_complete_run_passes():
-    check_complete(preds(["1", "2"]), {"pope": ["1", "2"]}, [("full", 576)])
+    check_complete(preds(["1", "2"]), {"pope": ["1", "2"]}, [Variant("full", "full", 576)])
 
 
 @pytest.mark.parametrize("ids, needle", [
@@ -31,12 +32,12 @@ def test_complete_run_passes():
 ])
 def test_holes_duplicates_and_foreign_ids_are_named(ids, needle):
     with pytest.raises(IncompleteRunError, match=needle):
-        check_complete(preds(ids), {"pope": ["1", "2"]}, [("full", 576)])
+        check_complete(preds(ids), {"pope": ["1", "2"]}, [Variant("full", "full", 576)])
 
 
 def test_missing_variant_is_named():
     with pytest.raises(IncompleteRunError, match="pope icctp@64: 0 of 2"):
-        check_complete(preds(["1", "2"]), {"pope": ["1", "2"]}, [("full", 576), ("icctp", 64)])
+        check_complete(preds(["1", "2"]), {"pope": ["1", "2"]}, [Variant("full", "full", 576), Variant("icctp", "icctp", 64)])
 
 
 def test_error_rows_count_as_wrong_and_are_counted():
@@ -49,7 +50,7 @@ def test_error_rows_count_as_wrong_and_are_counted():
 
 
 def test_unscored_benchmark_keeps_its_counts():
-    df = pl.DataFrame({"benchmark": "mmvet", "method": "full", "budget": pl.Series([576], dtype=pl.Int32),
+    df = pl.DataFrame({"benchmark": "mmvet", "variant": "full", "method": "full", "budget": pl.Series([576], dtype=pl.Int32),
                        "sample_id": ["v1"], "prediction": ["a cat"], "error": pl.Series([None], dtype=pl.String),
                        "targets": [json.dumps({"answer": "cat", "capability": "rec", "question": "What?"})]})
     m = score_predictions(df)
@@ -66,7 +67,7 @@ def test_mmvet_is_scored_with_a_judge_from_the_manifest():
     from pipeline.stages.score import scoring_card
 
     card = scoring_card("mmvet", BenchmarkSource(judge="test_score:keyword_judge"))
-    df = pl.DataFrame({"benchmark": "mmvet", "method": "full", "budget": pl.Series([576] * 3, dtype=pl.Int32),
+    df = pl.DataFrame({"benchmark": "mmvet", "variant": "full", "method": "full", "budget": pl.Series([576] * 3, dtype=pl.Int32),
                        "sample_id": ["a", "b", "c"], "prediction": ["A cat.", "a dog", None],
                        "error": [None, None, "ImageError: bad"],
                        "targets": [json.dumps({"answer": a, "capability": "rec", "question": "What?"})

@@ -6,6 +6,7 @@ import pyarrow as pa
 import pytest
 import torch
 
+from pipeline.manifest import Variant
 from pipeline.stages.vlm import VLMStage
 
 
@@ -48,8 +49,7 @@ def rows(prompts, pending=None):
     return pa.table(cols)
 
 
-VARIANTS = [{"label": "full", "method": "full", "budget": 576, "params": {}},
-            {"label": "icctp", "method": "icctp", "budget": 64, "params": {}}]
+VARIANTS = [Variant("full", "full", 576), Variant("icctp", "icctp", 64)]
 
 
 def test_one_row_per_row_and_variant():
@@ -63,6 +63,12 @@ def test_one_row_per_row_and_variant():
 def test_pending_restricts_variants():
     out = stage(VARIANTS)(rows(["ab", "cd"], pending=[["icctp@64"], ["full@576", "icctp@64"]])).to_pylist()
     assert [(r["sample_id"], r["method"]) for r in out] == [("1", "full"), ("0", "icctp"), ("1", "icctp")]
+
+
+def test_rows_carry_the_variant_label_and_the_method():
+    relabelled = [Variant("icctp-a0.2", "icctp", 64, {"alpha": 0.2})]
+    out = stage(relabelled)(rows(["ab"])).to_pylist()
+    assert [(r["variant"], r["method"], r["budget"]) for r in out] == [("icctp-a0.2", "icctp", 64)]
 
 
 def test_input_failure_is_an_error_row_in_place():

@@ -1,6 +1,6 @@
 """Regression verdict between runs (or between budgets of one run) from ``metrics.parquet``.
 
-A candidate regresses against its baseline when, for a benchmark x method x budget:
+A candidate regresses against its baseline when, for a benchmark x variant x budget:
 - a metric falls by more than its tolerance (points, :mod:`pipeline.report.tolerances`);
 - a metric of the baseline is missing from the candidate;
 - it lost rows (``n``, and sample ids when both runs kept predictions) or gained error rows.
@@ -21,7 +21,7 @@ from pipeline.report.tables import ordered, scored, to_markdown
 from pipeline.report.tolerances import Tolerances
 from pipeline.report.writer import load_tables, run_plots
 
-KEYS = ["benchmark", "method", "budget"]
+KEYS = ["benchmark", "variant", "budget"]
 SHOWN_IDS = 5
 
 
@@ -40,7 +40,7 @@ class Comparison:
 
 
 def row_counts(metrics: pl.DataFrame) -> pl.DataFrame:
-    """Rows (``n``) and error rows per benchmark x method x budget."""
+    """Rows (``n``) and error rows per benchmark x variant x budget."""
     return metrics.group_by(KEYS).agg(pl.col("n").max(), pl.col("n_errors").max())
 
 
@@ -53,7 +53,10 @@ def compare_metrics(base: pl.DataFrame, cand: pl.DataFrame, tol: Tolerances,
     benchmarks (metric null). ``cards``: benchmark entry -> card (for the points scale).
     """
     cards = cards or {}
-    joined = scored(base).join(scored(cand), on=[*KEYS, "metric"], how="full", coalesce=True, suffix="_cand")
+    joined = scored(base).join(scored(cand).drop("method"), on=[*KEYS, "metric"], how="full", coalesce=True,
+                               suffix="_cand")
+    joined = joined.with_columns(pl.col("method").fill_null(
+        pl.col("variant").replace_strict(dict(cand.select("variant", "method").unique().iter_rows()), default=None)))
     scale = pl.col("benchmark").map_elements(lambda b: point_scale(cards.get(b, b)), return_dtype=pl.Float64)
     tolerance = pl.struct("benchmark", "metric").map_elements(
         lambda r: tol.for_metric(r["benchmark"], r["metric"]), return_dtype=pl.Float64)
@@ -69,10 +72,10 @@ def compare_metrics(base: pl.DataFrame, cand: pl.DataFrame, tol: Tolerances,
             .otherwise(pl.lit("regressed")))
         .when(pl.col("delta") < -pl.col("tolerance")).then(pl.lit("regressed"))
         .otherwise(pl.lit("ok")).alias("status"))
-    table = ordered(table.select(*KEYS, "metric", "base", "cand", "delta", "tolerance", "status"))
+    table = ordered(table.select(*KEYS, "method", "metric", "base", "cand", "delta", "tolerance", "status"))
 
     problems = []
-    for b, m, k, metric, v0, v1, d, t, status in table.filter(
+    for b, m, k, _, metric, v0, v1, d, t, status in table.filter(
             pl.col("status").is_in(["regressed", "missing"])).iter_rows():
         where = f"{b}/{m}@{k} {metric}"
         if status == "missing":
@@ -82,7 +85,7 @@ def compare_metrics(base: pl.DataFrame, cand: pl.DataFrame, tol: Tolerances,
 
     rows = row_counts(base).join(row_counts(cand), on=KEYS, how="left", suffix="_cand").with_columns(
         pl.col("n_cand").fill_null(0), pl.col("n_errors_cand").fill_null(pl.col("n_errors")))
-    for b, m, k, n0, e0, n1, e1 in ordered(rows).iter_rows():
+    for b, m, k, n0, e0, n1, e1 in rows.sort(KEYS).iter_rows():
         if n0 - n1 > tol.max_lost_rows:
             problems.append(f"{b}/{m}@{k} lost {n0 - n1} row(s) ({n0} -> {n1})")
         if e1 - e0 > tol.max_new_errors:
@@ -96,7 +99,7 @@ def sample_ids(predictions: pl.LazyFrame) -> pl.DataFrame:
 
 def lost_samples(base: pl.LazyFrame | None, cand: pl.LazyFrame | None) -> list[str]:
     """Problems for sample ids of the baseline's predictions absent from the candidate's, per
-    benchmark x method x budget both runs predicted."""
+    benchmark x variant x budget both runs predicted."""
     if base is None or cand is None:
         return []
     ids0, ids1 = sample_ids(base), sample_ids(cand)
@@ -119,8 +122,9 @@ def compare_runs(baseline: Path, candidate: Path, tol: Tolerances) -> Comparison
 
 
 def compare_budgets(run: Path, reference: int, budget: int, tol: Tolerances) -> Comparison:
-    """Compare ``budget`` with ``reference`` inside one run (per benchmark x method x metric;
-    the ``budget`` column of the result holds ``budget``)."""
+    """Compare ``budget`` with ``reference`` inside one run (per benchmark x variant x metric;
+    the ``budget`` column of the result holds ``budget``). When the reference is the unpruned
+    model (only method ``full`` ran there), it is the baseline of every variant."""
     metrics = read_metrics(run)
     have = set(metrics["budget"].to_list())
     for k in (reference, budget):
@@ -128,8 +132,9 @@ def compare_budgets(run: Path, reference: int, budget: int, tol: Tolerances) -> 
             raise ValueError(f"{run}: budget {k} not in metrics (has {sorted(have)})")
     base = metrics.filter(pl.col("budget") == reference)
     cand = metrics.filter(pl.col("budget") == budget)
-    if set(base["method"].to_list()) == {"full"}:  # the unpruned reference: one baseline for every method
-        base = pl.concat([base.with_columns(pl.lit(m).alias("method")) for m in cand["method"].unique().sort()])
+    if set(base["method"].to_list()) == {"full"}:
+        base = pl.concat([base.with_columns(pl.lit(v).alias("variant"), pl.lit(m).alias("method"))
+                          for v, m in cand.select("variant", "method").unique().sort("variant").iter_rows()])
     base = base.with_columns(pl.lit(budget, pl.Int64).alias("budget"))
     table, problems = compare_metrics(base, cand, tol, run_cards(read_run_info(run)))
     return Comparison(f"{run} @ budget {reference}", f"{run} @ budget {budget}", table, problems)

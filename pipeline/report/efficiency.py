@@ -1,4 +1,4 @@
-"""Efficiency per method x budget: analytic TFLOPs, measured latency, peak memory, retention.
+"""Efficiency per variant x budget: analytic TFLOPs, measured latency, peak memory, retention.
 
 TFLOPs come from ``icctp.flops.llava_flops(model, n_visual, n_text, n_new)["total"]`` with
 ``n_visual`` = mean visual tokens entering the LLM (``n_kept``), ``n_text`` = median text tokens
@@ -21,7 +21,7 @@ DEFAULT_NEW_TOKENS = 16
 
 
 def measured(predictions: pl.LazyFrame) -> pl.DataFrame:
-    """Per method x budget: rows, n_visual (median), n_kept (mean), n_text (median), the median
+    """Per variant x budget (with its method): rows, n_visual (median), n_kept (mean), n_text (median), the median
     of each timing column present (ms) and peak memory (MiB) when recorded."""
     names = predictions.collect_schema().names()
     ok = predictions.filter(pl.col("error").is_null()) if "error" in names else predictions
@@ -32,7 +32,7 @@ def measured(predictions: pl.LazyFrame) -> pl.DataFrame:
     aggs += [pl.col(c).median().alias(c) for c in TIMING_COLUMNS if c in names]
     if PEAK_MEMORY_COLUMN in names:
         aggs.append(pl.col(PEAK_MEMORY_COLUMN).max().alias(PEAK_MEMORY_COLUMN))
-    out = ok.group_by("method", "budget").agg(aggs).collect()
+    out = ok.group_by("variant", "method", "budget").agg(aggs).collect()
     empty = [c for c in (*TIMING_COLUMNS, PEAK_MEMORY_COLUMN)
              if c in out.columns and out[c].null_count() == out.height]
     return ordered(out.drop(empty))
@@ -55,15 +55,8 @@ def flops_model(run_info: dict) -> str | None:
 
 
 def new_tokens(run_info: dict) -> int:
-    """``max_new_tokens`` from ``run.json`` (searched in the resolved manifest), else 16."""
-    stack = [run_info]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, dict):
-            if isinstance(node.get("max_new_tokens"), int):
-                return node["max_new_tokens"]
-            stack.extend(node.values())
-    return DEFAULT_NEW_TOKENS
+    """``generation.max_new_tokens`` of the run's manifest (16 without ``run.json``)."""
+    return run_info["manifest"]["generation"]["max_new_tokens"] if run_info else DEFAULT_NEW_TOKENS
 
 
 def default_flops_fn() -> FlopsFn:
@@ -98,17 +91,16 @@ def efficiency_table(predictions: pl.LazyFrame, aggregate: pl.DataFrame | None, 
     else:
         try:
             table = with_flops(table, model, n_new, flops_fn or default_flops_fn())
-        except ImportError as exc:
-            note = f"icctp.flops is not available ({exc})"
         except (TypeError, ValueError, KeyError) as exc:
             note = f"llava_flops rejected the model ({type(exc).__name__}: {exc})"
     if aggregate is not None:
-        table = table.join(aggregate.select("method", "budget", "retention"),
-                           on=["method", "budget"], how="left")
+        table = table.join(aggregate.select("variant", "budget", "retention"),
+                           on=["variant", "budget"], how="left")
     return ordered(table), note
 
 
 def resolve_flops_model(run_info: dict):
-    """What to pass to ``llava_flops`` for this run: a known model name, else the transformers
-    config of the run's model when it can be read locally (tiny fixture models), else None."""
-    return flops_model(run_info) or model_config(run_info)
+    """What to pass to ``llava_flops`` for this run: the transformers config of the run's model
+    when it can be read locally (a local directory, a fixture, the HF cache), else the known model
+    name its id matches, else None."""
+    return model_config(run_info) or flops_model(run_info)

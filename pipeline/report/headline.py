@@ -14,15 +14,10 @@ MME_PERCEPTION_MAX = 2000.0
 
 
 def declared_headline(card: str) -> str | None:
-    """``pipeline.benchmarks.get_benchmark(card).headline`` when that registry knows the card."""
-    try:
-        from pipeline.benchmarks import get_benchmark
-    except ImportError:
-        return None
-    try:
-        return get_benchmark(card).headline
-    except (KeyError, ValueError, AttributeError):
-        return None
+    """The headline metric the benchmark card declares (None for a name with no card)."""
+    from pipeline.benchmarks import BENCHMARKS
+
+    return BENCHMARKS[card].headline if card in BENCHMARKS else None
 
 
 def headline_metric(benchmark: str, metrics: list[str], card: str | None = None) -> str:

@@ -34,7 +34,7 @@ NOT_KEPT = -2
 GLOBAL = -1
 PIXELS = 336
 DPI = 100
-ROW_COLUMNS = ("benchmark", "sample_id", "method", "budget", "question", "n_visual", "n_kept",
+ROW_COLUMNS = ("benchmark", "sample_id", "variant", "method", "budget", "question", "n_visual", "n_kept",
                "kept_indices", "kept_clusters", "noun_phrases", "center_source")
 
 
@@ -202,7 +202,7 @@ def draw_heatmap(image: Image.Image, row: dict, path: Path, config=None) -> np.n
     for ax in list(axes.flat)[len(views):]:
         ax.axis("off")
     extra = int(row["n_kept"]) - len(row["kept_indices"])
-    head = (f"{row['benchmark']} {row['sample_id']} · {row['method']} @ {row['budget']}: "
+    head = (f"{row['benchmark']} {row['sample_id']} · {row['variant']} @ {row['budget']}: "
             f"{len(row['kept_indices'])}/{row['n_visual']} tokens kept"
             + (f" (incl. {newlines} newline)" if newlines else "")
             + (f" + {extra} merged" if extra > 0 else ""))
@@ -219,31 +219,32 @@ def draw_heatmap(image: Image.Image, row: dict, path: Path, config=None) -> np.n
     return grid != NOT_KEPT
 
 
-def pick_rows(predictions: pl.LazyFrame, n: int, method: str | None = None,
+def pick_rows(predictions: pl.LazyFrame, n: int, variant: str | None = None,
               budget: int | None = None) -> pl.DataFrame:
     """``n`` rows with kept indices and no error, alternating over benchmarks, in sample order.
 
-    Defaults: method ``icctp`` when the run has it (else every method), the smallest budget of
-    the chosen method(s). Raises ValueError when no row qualifies."""
+    Defaults: the first variant (by label) whose method is ``icctp`` when the run has one (else
+    every variant), the smallest budget of the chosen variant(s). Raises ValueError when no row
+    qualifies."""
     names = predictions.collect_schema().names()
     rows = predictions.filter(pl.col("kept_indices").is_not_null() & pl.col("error").is_null())
-    if method is None:
-        methods = rows.select(pl.col("method").unique()).collect()["method"].to_list()
-        method = "icctp" if "icctp" in methods else None
-    if method is not None:
-        rows = rows.filter(pl.col("method") == method)
+    if variant is None:
+        icctp = rows.filter(pl.col("method") == "icctp").select(pl.col("variant").min()).collect().item()
+        variant = icctp
+    if variant is not None:
+        rows = rows.filter(pl.col("variant") == variant)
     if budget is None:
         budget = rows.select(pl.col("budget").min()).collect().item()
     if budget is None:
-        raise ValueError(f"no prediction row with kept_indices and no error for method {method or 'any'}")
+        raise ValueError(f"no prediction row with kept_indices and no error for variant {variant or 'any'}")
     rows = rows.filter(pl.col("budget") == budget)
     cols = [c for c in ROW_COLUMNS if c in names]
-    picked = (rows.select(cols).sort("benchmark", "method", "sample_id")
+    picked = (rows.select(cols).sort("benchmark", "variant", "sample_id")
               .with_columns(pl.int_range(pl.len()).over("benchmark").alias("_rank"))
               .sort("_rank", "benchmark").head(n).drop("_rank").collect())
     if picked.is_empty():
-        raise ValueError(f"no prediction row with kept_indices and no error for method "
-                         f"{method or 'any'} at budget {budget}")
+        raise ValueError(f"no prediction row with kept_indices and no error for variant "
+                         f"{variant or 'any'} at budget {budget}")
     return picked
 
 
@@ -262,7 +263,7 @@ def load_images(run_dir: Path, benchmark: str, sample_ids: list[str]) -> dict[st
     return images
 
 
-def heatmaps_for_run(run_dir: Path, n: int, out_dir: Path | None = None, method: str | None = None,
+def heatmaps_for_run(run_dir: Path, n: int, out_dir: Path | None = None, variant: str | None = None,
                      budget: int | None = None) -> list[Path]:
     """Write heatmaps of ``n`` prediction rows (see :func:`pick_rows`) under
     ``out_dir`` (default ``run_dir/heatmaps``); return the PNG paths."""
@@ -271,14 +272,14 @@ def heatmaps_for_run(run_dir: Path, n: int, out_dir: Path | None = None, method:
     predictions = scan_predictions(run_dir)
     if predictions is None or n < 1:
         return []
-    rows = pick_rows(predictions, n, method, budget)
+    rows = pick_rows(predictions, n, variant, budget)
     config = model_config(read_run_info(run_dir)) if (rows["n_visual"] > TOKENS_PER_GRID).any() else None
     paths = []
     for (bench,), group in rows.group_by("benchmark", maintain_order=True):
         images = load_images(run_dir, bench, group["sample_id"].to_list())
         for row in group.iter_rows(named=True):
             image = Image.open(io.BytesIO(images[row["sample_id"]]))
-            name = f"{bench}_{row['sample_id']}_{row['method']}_{row['budget']}.png"
+            name = f"{bench}_{row['sample_id']}_{row['variant']}_{row['budget']}.png"
             path = out_dir / "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in name)
             draw_heatmap(image, row, path, config)
             paths.append(path)

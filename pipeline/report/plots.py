@@ -15,18 +15,19 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import polars as pl  # noqa: E402
 
-from pipeline.report.tables import FULL, method_order  # noqa: E402
+from pipeline.report.tables import variant_order  # noqa: E402
 
 DPI = 100
 LINESTYLES = ("-", "--", ":", "-.")
 
 
-def method_colors(methods) -> dict[str, tuple]:
-    """A fixed colour per method label (tab10 in :func:`method_order`), ``full`` black."""
+def variant_colors(frame: pl.DataFrame) -> dict[str, tuple]:
+    """A fixed colour per variant of ``frame`` (tab10 in :func:`variant_order`), unpruned ones black."""
     cmap = plt.get_cmap("tab10")
-    others = [m for m in method_order(methods) if m != FULL]
-    colors = {m: cmap(i % 10) for i, m in enumerate(others)}
-    colors[FULL] = (0.0, 0.0, 0.0, 1.0)
+    unpruned = set(frame.filter(pl.col("method") == "full")["variant"].to_list())
+    others = [v for v in variant_order(frame) if v not in unpruned]
+    colors = {v: cmap(i % 10) for i, v in enumerate(others)}
+    colors.update({v: (0.0, 0.0, 0.0, 1.0) for v in unpruned})
     return colors
 
 
@@ -49,17 +50,17 @@ def save(fig, path: Path) -> Path:
 
 
 def accuracy_vs_budget(heads: dict[str, pl.DataFrame], path: Path) -> Path:
-    """One panel per benchmark: headline (percent scale) vs budget, a line per method.
+    """One panel per benchmark: headline (percent scale) vs budget, a line per variant.
 
     ``heads``: run label -> :func:`pipeline.report.tables.headline_metrics` frame; several runs
-    are overlaid with one line style each (the last run solid, the first dashed). A method that
+    are overlaid with one line style each (the last run solid, the first dashed). A variant that
     ran at a single budget (``full``) is a point with a faint horizontal line through it.
     """
     if not heads or all(h.is_empty() for h in heads.values()):
         raise ValueError("accuracy_vs_budget: no headline metrics to plot")
-    allh = pl.concat([h.select("benchmark", "method", "budget", "metric") for h in heads.values()])
+    allh = pl.concat([h.select("benchmark", "variant", "method", "budget", "metric") for h in heads.values()])
     benchmarks = sorted(allh["benchmark"].unique())
-    colors = method_colors(allh["method"].unique())
+    colors = variant_colors(allh)
     budgets = allh["budget"].unique().to_list()
     cols = min(3, len(benchmarks))
     rows = math.ceil(len(benchmarks) / cols)
@@ -70,8 +71,8 @@ def accuracy_vs_budget(heads: dict[str, pl.DataFrame], path: Path) -> Path:
     for ax, bench in zip(axes.flat, benchmarks):
         for label, head in heads.items():
             rows_b = head.filter(pl.col("benchmark") == bench)
-            for method in method_order(rows_b["method"].unique()):
-                pts = rows_b.filter(pl.col("method") == method).sort("budget")
+            for method in variant_order(rows_b):
+                pts = rows_b.filter(pl.col("variant") == method).sort("budget")
                 name = method if len(heads) == 1 else f"{method} ({label})"
                 if pts.height == 1:
                     ax.axhline(pts["percent"][0], color=colors[method], linestyle=styles[label],
@@ -94,21 +95,21 @@ def accuracy_vs_budget(heads: dict[str, pl.DataFrame], path: Path) -> Path:
 
 
 def retention_vs_reduction(efficiency: pl.DataFrame, path: Path) -> Path:
-    """Aggregate retention (% of ``full``) vs TFLOPs reduction (%), a line per method, points
+    """Aggregate retention (% of ``full``) vs TFLOPs reduction (%), a line per variant, points
     labelled with their budget. Without a ``reduction`` column (no FLOPs model) the x axis is the
     visual-token reduction 1 - n_kept / n_visual."""
     rows = efficiency.filter(pl.col("retention").is_not_null())
     if rows.is_empty():
-        raise ValueError("retention_vs_reduction: no method has a retention vs full")
+        raise ValueError("retention_vs_reduction: no variant has a retention vs full")
     if "reduction" in rows.columns:
         xlabel = "TFLOPs reduction (%)"
     else:
         rows = rows.with_columns(((1 - pl.col("n_kept") / pl.col("n_visual")) * 100).alias("reduction"))
         xlabel = "visual-token reduction (%)"
-    colors = method_colors(rows["method"].unique())
+    colors = variant_colors(rows)
     fig, ax = plt.subplots(figsize=(6, 4.2))
-    for method in method_order(rows["method"].unique()):
-        pts = rows.filter(pl.col("method") == method).sort("reduction")
+    for method in variant_order(rows):
+        pts = rows.filter(pl.col("variant") == method).sort("reduction")
         ax.plot(pts["reduction"], pts["retention"], marker="o", color=colors[method], label=method)
         for x, y, b in pts.select("reduction", "retention", "budget").iter_rows():
             ax.annotate(str(b), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
@@ -122,16 +123,16 @@ def retention_vs_reduction(efficiency: pl.DataFrame, path: Path) -> Path:
 
 
 def latency_vs_budget(efficiency: pl.DataFrame, path: Path) -> Path | None:
-    """Median prefill and decode latency (ms) vs budget, a line per method; None when the run
+    """Median prefill and decode latency (ms) vs budget, a line per variant; None when the run
     recorded neither."""
     panels = [c for c in ("prefill_ms", "decode_ms") if c in efficiency.columns]
     if not panels:
         return None
-    colors = method_colors(efficiency["method"].unique())
+    colors = variant_colors(efficiency)
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.8), squeeze=False)
     for ax, col in zip(axes.flat, panels):
-        for method in method_order(efficiency["method"].unique()):
-            pts = efficiency.filter(pl.col("method") == method).sort("budget")
+        for method in variant_order(efficiency):
+            pts = efficiency.filter(pl.col("variant") == method).sort("budget")
             if pts.height == 1:
                 ax.axhline(pts[col][0], color=colors[method], linestyle="--", linewidth=1.0, alpha=0.6)
             ax.plot(pts["budget"], pts[col], marker="o", color=colors[method], label=method)

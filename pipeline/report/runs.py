@@ -3,8 +3,8 @@
 Layout::
 
     run.json                                                    resolved manifest, versions, times
-    metrics.parquet                                             benchmark, method, budget, metric, value, n, n_errors
-    predictions/benchmark=B/method=M/budget=K/*.parquet         one row per input sample
+    metrics.parquet                                             benchmark, variant, method, budget, metric, value, n, n_errors
+    predictions/benchmark=B/variant=V/budget=K/*.parquet        one row per input sample
     inputs/benchmark=B/*.parquet                                prepared samples (sample_id, image, ...)
 """
 from __future__ import annotations
@@ -14,9 +14,10 @@ from pathlib import Path
 
 import polars as pl
 
-METRICS_COLUMNS = ("benchmark", "method", "budget", "metric", "value", "n", "n_errors")
+METRICS_COLUMNS = ("benchmark", "variant", "method", "budget", "metric", "value", "n", "n_errors")
 METRICS_SCHEMA = {
     "benchmark": pl.String,
+    "variant": pl.String,
     "method": pl.String,
     "budget": pl.Int64,
     "metric": pl.String,
@@ -58,21 +59,19 @@ def read_metrics(run_dir: Path) -> pl.DataFrame:
 
 
 def prediction_files(run_dir: Path) -> list[Path]:
-    return sorted((Path(run_dir) / "predictions").glob("benchmark=*/method=*/budget=*/*.parquet"))
+    return sorted((Path(run_dir) / "predictions").glob("benchmark=*/variant=*/budget=*/*.parquet"))
 
 
 def scan_predictions(run_dir: Path) -> pl.LazyFrame | None:
     """All prediction rows of the run (None when the run has none).
 
-    The rows carry ``benchmark``, ``method`` and ``budget`` themselves, so the Hive directory
-    names are not parsed. Files may differ in optional columns (e.g. ``peak_memory_mb``): absent
-    values read as null.
+    The rows carry ``benchmark``, ``variant`` and ``budget`` themselves, so the Hive directory
+    names are not parsed. Every file has the pipeline's ``PREDICTION_SCHEMA``.
     """
     files = prediction_files(run_dir)
     if not files:
         return None
-    frames = [pl.scan_parquet(f, hive_partitioning=False) for f in files]
-    return pl.concat(frames, how="diagonal_relaxed")
+    return pl.scan_parquet(files, hive_partitioning=False)
 
 
 def predicted_benchmarks(run_dir: Path) -> list[str]:
@@ -86,17 +85,8 @@ def input_files(run_dir: Path, benchmark: str) -> list[Path]:
 
 
 def model_id(run_info: dict) -> str | None:
-    """The model id or path named in ``run.json`` (``model`` at top level or in ``manifest``;
-    a string or a mapping with ``path``/``name``/``id``/``hub_id``)."""
-    for holder in (run_info, run_info.get("manifest") or {}):
-        model = holder.get("model")
-        if isinstance(model, str):
-            return model
-        if isinstance(model, dict):
-            for key in ("path", "name", "id", "hub_id"):
-                if isinstance(model.get(key), str):
-                    return model[key]
-    return None
+    """The model path or hub id of the run's manifest (None without ``run.json``)."""
+    return run_info["manifest"]["model"]["path"] if run_info else None
 
 
 def model_config(run_info: dict):

@@ -1,8 +1,9 @@
-"""Metric tables of a run: per benchmark (method x budget), headline retention, aggregate "Acc.".
+"""Metric tables of a run: per benchmark (variant x budget), headline retention, aggregate "Acc.".
 
-All inputs are ``metrics.parquet`` frames (benchmark, method, budget, metric, value, n, n_errors).
-Retention is a percentage of the ``full`` method's value on the same benchmark; when ``full`` ran
-at several budgets (it ignores the budget) its largest budget is the reference.
+All inputs are ``metrics.parquet`` frames (benchmark, variant, method, budget, metric, value, n,
+n_errors). Rows are keyed by ``variant`` (the manifest's label); ``method`` is the algorithm.
+Retention is a percentage of the unpruned model's value on the same benchmark: the variant whose
+method is ``full`` (whatever its label); when it ran at several budgets, its largest.
 """
 from __future__ import annotations
 
@@ -15,17 +16,18 @@ from pipeline.report.headline import aggregate_percent, headline_metric, point_s
 FULL = "full"
 
 
-def method_order(methods) -> list[str]:
-    """``full`` first, then the other method labels alphabetically."""
-    methods = set(methods)
-    return ([FULL] if FULL in methods else []) + sorted(methods - {FULL})
+def variant_order(df: pl.DataFrame) -> list[str]:
+    """The variants of ``df``: unpruned ones (method ``full``) first, then the others alphabetically."""
+    pairs = df.select("variant", "method").unique()
+    unpruned = sorted(pairs.filter(pl.col("method") == FULL)["variant"].to_list())
+    return unpruned + sorted(set(pairs["variant"].to_list()) - set(unpruned))
 
 
 def ordered(df: pl.DataFrame) -> pl.DataFrame:
-    """Rows sorted by benchmark (when present), method (``full`` first), budget descending."""
-    rank = {m: i for i, m in enumerate(method_order(df["method"].unique().to_list()))}
+    """Rows sorted by benchmark (when present), variant (unpruned first), budget descending."""
+    rank = {v: i for i, v in enumerate(variant_order(df))}
     keys = ["benchmark"] if "benchmark" in df.columns else []
-    return (df.with_columns(pl.col("method").replace_strict(rank, return_dtype=pl.Int64).alias("_rank"))
+    return (df.with_columns(pl.col("variant").replace_strict(rank, return_dtype=pl.Int64).alias("_rank"))
             .sort([*keys, "_rank", "budget"], descending=[False] * len(keys) + [False, True])
             .drop("_rank"))
 
@@ -36,11 +38,11 @@ def scored(metrics: pl.DataFrame) -> pl.DataFrame:
 
 
 def headline_metrics(metrics: pl.DataFrame, cards: dict[str, str] | None = None) -> pl.DataFrame:
-    """One row per scored benchmark x method x budget: its headline metric, value, n, n_errors.
+    """One row per scored benchmark x variant x budget: its headline metric, value, n, n_errors.
 
     ``cards``: benchmark entry -> card name, for entries that reuse a card (default: same name).
 
-    Columns: benchmark, method, budget, metric, value, n, n_errors, percent (the aggregate's
+    Columns: benchmark, variant, method, budget, metric, value, n, n_errors, percent (the aggregate's
     0-100 scale), full_percent (``full``'s percent on that benchmark, null without ``full``),
     retention (value / full value x 100, null without ``full`` or when ``full`` is 0).
     """
@@ -49,7 +51,7 @@ def headline_metrics(metrics: pl.DataFrame, cards: dict[str, str] | None = None)
     chosen = {b: headline_metric(b, g["metric"].unique(maintain_order=True).to_list(), cards.get(b))
               for (b,), g in metrics.group_by("benchmark", maintain_order=True)}
     head = metrics.filter(pl.col("metric") == pl.col("benchmark").replace_strict(chosen))
-    dup = head.group_by("benchmark", "method", "budget").len().filter(pl.col("len") > 1)
+    dup = head.group_by("benchmark", "variant", "budget").len().filter(pl.col("len") > 1)
     if dup.height:
         raise ValueError(f"metrics table has duplicate rows for {dup.drop('len').rows()}")
     head = head.with_columns(
@@ -59,7 +61,7 @@ def headline_metrics(metrics: pl.DataFrame, cards: dict[str, str] | None = None)
                       return_dtype=pl.Float64)
         .alias("percent"))
     full = (head.filter(pl.col("method") == FULL)
-            .sort("budget", descending=True)
+            .sort("budget", "variant", descending=[True, False])
             .group_by("benchmark", maintain_order=True).first()
             .select("benchmark", pl.col("value").alias("full_value"),
                     pl.col("percent").alias("full_percent")))
@@ -71,14 +73,14 @@ def headline_metrics(metrics: pl.DataFrame, cards: dict[str, str] | None = None)
 
 
 def aggregate(head: pl.DataFrame) -> pl.DataFrame:
-    """Paper-style "Acc." per method x budget from :func:`headline_metrics`.
+    """Paper-style "Acc." per variant x budget from :func:`headline_metrics`.
 
-    Columns: method, budget, acc (plain mean of ``percent`` over the benchmarks present that have
+    Columns: variant, method, budget, acc (plain mean of ``percent`` over the benchmarks present that have
     one: MME without perception is left out),
     benchmarks (how many), retention (acc / acc of ``full`` over the same benchmarks x 100;
     null when ``full`` is missing on any of them).
     """
-    out = head.filter(pl.col("percent").is_not_null()).group_by("method", "budget").agg(
+    out = head.filter(pl.col("percent").is_not_null()).group_by("variant", "method", "budget").agg(
         pl.col("percent").mean().alias("acc"),
         pl.len().alias("benchmarks"),
         pl.col("full_percent").null_count().alias("_no_full"),
@@ -92,20 +94,20 @@ def aggregate(head: pl.DataFrame) -> pl.DataFrame:
 
 def benchmark_table(metrics: pl.DataFrame, head: pl.DataFrame, benchmark: str,
                     card: str | None = None) -> pl.DataFrame:
-    """Wide table of one benchmark: method, budget, one column per metric (in points), n,
+    """Wide table of one benchmark: variant, method, budget, one column per metric (in points), n,
     errors, retention (of the headline metric, %)."""
     rows = scored(metrics).filter(pl.col("benchmark") == benchmark).with_columns(
         pl.col("value") * point_scale(card or benchmark))
     if rows.is_empty():
         raise ValueError(f"benchmark {benchmark!r} has no metrics")
     names = rows["metric"].unique(maintain_order=True).to_list()
-    wide = rows.pivot(on="metric", index=["method", "budget"], values="value").select(
-        "method", "budget", *names)
-    counts = rows.group_by("method", "budget").agg(
+    wide = rows.pivot(on="metric", index=["variant", "method", "budget"], values="value").select(
+        "variant", "method", "budget", *names)
+    counts = rows.group_by("variant", "budget").agg(
         pl.col("n").max().alias("n"), pl.col("n_errors").max().alias("errors"))
-    retention = head.filter(pl.col("benchmark") == benchmark).select("method", "budget", "retention")
-    return ordered(wide.join(counts, on=["method", "budget"]).join(
-        retention, on=["method", "budget"], how="left"))
+    retention = head.filter(pl.col("benchmark") == benchmark).select("variant", "budget", "retention")
+    return ordered(wide.join(counts, on=["variant", "budget"]).join(
+        retention, on=["variant", "budget"], how="left"))
 
 
 def format_number(value, digits: int = 4) -> str:

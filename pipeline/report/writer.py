@@ -17,13 +17,13 @@ from pipeline.report.runs import (PEAK_MEMORY_COLUMN, TIMING_COLUMNS, check_run_
 from pipeline.report.tables import aggregate, benchmark_table, headline_metrics, scored, to_markdown
 
 RUN_FIELDS = ("git_commit", "started", "finished", "limit")
-EFFICIENCY_COLUMNS = ("method", "budget", "rows", "n_visual", "n_kept", "n_text", "tflops", "reduction",
+EFFICIENCY_COLUMNS = ("variant", "method", "budget", "rows", "n_visual", "n_kept", "n_text", "tflops", "reduction",
                       *TIMING_COLUMNS, PEAK_MEMORY_COLUMN, "retention")
 
 
 def unscored(run_dir: Path, metrics: pl.DataFrame) -> list[str]:
     """``"name (R rows, E errors)"`` per benchmark without a metric value (rows and errors summed
-    over methods and budgets), and ``"name (no metrics)"`` for a predicted benchmark absent from
+    over variants and budgets), and ``"name (no metrics)"`` for a predicted benchmark absent from
     ``metrics.parquet``."""
     have = set(scored(metrics)["benchmark"].to_list())
     counts = (metrics.filter(~pl.col("benchmark").is_in(list(have)))
@@ -112,12 +112,12 @@ def image_links(paths: list[Path], root: Path) -> list[str]:
     return [f"![{p.stem}]({p.relative_to(root).as_posix()})\n" for p in paths]
 
 
-def write_report(run_dir: Path, *, heatmaps: int = 0, heatmap_method: str | None = None,
+def write_report(run_dir: Path, *, heatmaps: int = 0, heatmap_variant: str | None = None,
                  heatmap_budget: int | None = None, flops_fn: FlopsFn | None = None) -> Path:
     """Write ``run_dir/report.md`` (and ``run_dir/plots/*.png``, plus ``heatmaps`` kept-token
     heatmaps under ``run_dir/heatmaps``); return the report path.
 
-    ``heatmap_method`` / ``heatmap_budget``: which rows to draw (see
+    ``heatmap_variant`` / ``heatmap_budget``: which rows to draw (see
     :func:`pipeline.report.heatmap.pick_rows`). ``flops_fn``: replaces
     ``icctp.flops.llava_flops`` (same signature).
     """
@@ -145,7 +145,7 @@ def write_report(run_dir: Path, *, heatmaps: int = 0, heatmap_method: str | None
     figures = run_plots(t, run_dir / "plots")
     if figures:
         lines += ["## Plots", ""] + image_links(figures, run_dir)
-    maps = heatmaps_for_run(run_dir, heatmaps, method=heatmap_method, budget=heatmap_budget) if heatmaps else []
+    maps = heatmaps_for_run(run_dir, heatmaps, variant=heatmap_variant, budget=heatmap_budget) if heatmaps else []
     if maps:
         lines += ["## Kept-token heatmaps", ""] + image_links(maps, run_dir)
     path = run_dir / "report.md"

@@ -21,7 +21,8 @@ PREDICTION_SCHEMA = pa.schema(
         ("benchmark", pa.string()),
         ("sample_id", pa.string()),
         ("image_id", pa.string()),
-        ("method", pa.string()),
+        ("variant", pa.string()),  # the manifest's label: names the variant in every output
+        ("method", pa.string()),  # the selection algorithm (pipeline/methods.py)
         ("budget", pa.int32()),
         ("question", pa.string()),
         ("prompt", pa.string()),

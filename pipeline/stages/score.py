@@ -6,17 +6,16 @@ counts — a partial table is never scored as if it were whole.
 """
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 import polars as pl
 
-import importlib
-
 from pipeline.benchmarks import Benchmark, get_benchmark
-from pipeline.manifest import BenchmarkSource, ManifestError
+from pipeline.manifest import BenchmarkSource, ManifestError, Variant
 
 METRICS_SCHEMA = {
-    "benchmark": pl.String, "method": pl.String, "budget": pl.Int32, "metric": pl.String,
+    "benchmark": pl.String, "variant": pl.String, "method": pl.String, "budget": pl.Int32, "metric": pl.String,
     "value": pl.Float64, "n": pl.Int64, "n_errors": pl.Int64,
 }
 
@@ -25,7 +24,7 @@ class IncompleteRunError(RuntimeError):
     """The predictions do not cover the inputs exactly once."""
 
 
-SCORE_COLUMNS = ["benchmark", "method", "budget", "sample_id", "prediction", "error", "targets"]
+SCORE_COLUMNS = ["benchmark", "variant", "method", "budget", "sample_id", "prediction", "error", "targets"]
 
 
 def read_predictions(predictions_dir: Path) -> pl.DataFrame:
@@ -36,16 +35,16 @@ def read_predictions(predictions_dir: Path) -> pl.DataFrame:
     return pl.scan_parquet(files, hive_partitioning=False).select(SCORE_COLUMNS).collect()
 
 
-def check_complete(preds: pl.DataFrame, expected: dict[str, list[str]], variants: list[tuple[str, int]]) -> None:
+def check_complete(preds: pl.DataFrame, expected: dict[str, list[str]], variants: list[Variant]) -> None:
     """Raise unless each benchmark × variant holds exactly the ``expected[benchmark]`` sample ids, once each."""
     problems = []
     for bench, ids in expected.items():
         want = set(ids)
-        for label, budget in variants:
-            got = preds.filter((pl.col("benchmark") == bench) & (pl.col("method") == label)
-                               & (pl.col("budget") == budget))["sample_id"]
+        for v in variants:
+            got = preds.filter((pl.col("benchmark") == bench) & (pl.col("variant") == v.label)
+                               & (pl.col("budget") == v.budget))["sample_id"]
             have = set(got.to_list())
-            where = f"{bench} {label}@{budget}"
+            where = f"{bench} {v.key}"
             if got.len() != len(have):
                 problems.append(f"{where}: {got.len() - len(have)} duplicate rows")
             if have != want:
@@ -73,17 +72,19 @@ def scoring_card(entry: str, source: BenchmarkSource) -> Benchmark:
 
 
 def score_predictions(preds: pl.DataFrame, cards: dict[str, Benchmark] | None = None) -> pl.DataFrame:
-    """One row per benchmark × method × budget × metric; unscored benchmarks get metric null.
+    """One row per benchmark × variant × budget × metric; unscored benchmarks get metric null.
 
     ``cards`` maps a benchmark entry to the card that scores it (default: the card of that name).
     """
     rows = []
-    for (bench, method, budget), df in preds.group_by("benchmark", "method", "budget", maintain_order=True):
+    for (bench, variant, method, budget), df in preds.group_by("benchmark", "variant", "method", "budget",
+                                                               maintain_order=True):
         n, n_errors = df.height, df.height - df["error"].null_count()
         card = (cards or {}).get(bench) or get_benchmark(bench)
         metrics = card.score(df)
-        base = {"benchmark": bench, "method": method, "budget": budget, "n": n, "n_errors": n_errors}
+        base = {"benchmark": bench, "variant": variant, "method": method, "budget": budget, "n": n,
+                "n_errors": n_errors}
         if not metrics:
             rows.append({**base, "metric": None, "value": None})
         rows.extend({**base, "metric": k, "value": float(v)} for k, v in metrics.items())
-    return pl.DataFrame(rows, schema=METRICS_SCHEMA).sort("benchmark", "method", "budget", "metric")
+    return pl.DataFrame(rows, schema=METRICS_SCHEMA).sort("benchmark", "variant", "budget", "metric")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import pyarrow as pa
 import torch
 
+from pipeline.manifest import Variant
 from pipeline.stages.schema import PREDICTION_SCHEMA
 
 TIMING_FIELDS = ("vision_ms", "select_ms", "prefill_ms", "decode_ms")
@@ -20,11 +21,11 @@ TIMING_FIELDS = ("vision_ms", "select_ms", "prefill_ms", "decode_ms")
 class VLMStage:
     """Runs ``load_vlm(model_path).generate`` per variant on a batch of rows.
 
-    ``variants``: list of dicts ``{label, method, budget, params}``; a row's ``pending`` column
-    (list of ``"label@budget"`` keys), when present, restricts it to the variants still to do.
+    ``variants``: the run's ``Variant``s; a row's ``pending`` column (list of ``Variant.key``),
+    when present, restricts it to the variants still to do.
     """
 
-    def __init__(self, model_path: str, variants: list[dict], run_id: str, max_new_tokens: int,
+    def __init__(self, model_path: str, variants: list[Variant], run_id: str, max_new_tokens: int,
                  dtype: str | None = None, device: str | None = None):
         from pipeline.model import load_vlm
 
@@ -41,10 +42,9 @@ class VLMStage:
                 out.extend(self._run_variant(v, rows))
         return pa.Table.from_pylist(out, schema=PREDICTION_SCHEMA)
 
-    def _run_variant(self, v: dict, rows: list[dict]) -> list[dict]:
+    def _run_variant(self, v: Variant, rows: list[dict]) -> list[dict]:
         """Prediction rows of variant ``v`` for the ``rows`` that still need it."""
-        key = variant_key(v["label"], v["budget"])
-        todo = [r for r in rows if "pending" not in r or key in r["pending"]]
+        todo = [r for r in rows if "pending" not in r or v.key in r["pending"]]
         if not todo:
             return []
         samples = [
@@ -55,36 +55,33 @@ class VLMStage:
         results = self._generate(samples, v)
         return [_prediction_row(self.run_id, v, r, res) for r, res in zip(todo, results, strict=True)]
 
-    def _generate(self, samples: list[dict], v: dict) -> list[dict]:
+    def _generate(self, samples: list[dict], v: Variant) -> list[dict]:
         """``generate`` for one variant; on CUDA each result also carries the batch's peak memory (MiB)."""
         cuda = self.vlm.device.type == "cuda"
         if cuda:
             torch.cuda.reset_peak_memory_stats(self.vlm.device)
-        results = self.vlm.generate(samples, method=v["method"], budget=v["budget"],
-                                    max_new_tokens=self.max_new_tokens, **v["params"])
+        results = self.vlm.generate(samples, method=v.method, budget=v.budget,
+                                    max_new_tokens=self.max_new_tokens, **v.params)
         if cuda:
             peak = torch.cuda.max_memory_allocated(self.vlm.device) / 2**20
             results = [dict(r, peak_memory_mb=peak) for r in results]
         return results
 
 
-def variant_key(label: str, budget: int) -> str:
-    return f"{label}@{budget}"
-
-
 def _default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def _prediction_row(run_id: str, variant: dict, row: dict, res: dict) -> dict:
+def _prediction_row(run_id: str, variant: Variant, row: dict, res: dict) -> dict:
     timings = res.get("timings") or {}
     return {
         "run_id": run_id,
         "benchmark": row["benchmark"],
         "sample_id": row["sample_id"],
         "image_id": row["image_id"],
-        "method": variant["label"],
-        "budget": variant["budget"],
+        "variant": variant.label,
+        "method": variant.method,
+        "budget": variant.budget,
         "question": row["question"],
         "prompt": row["prompt"],
         "prediction": None if res.get("error") else res.get("prediction"),

@@ -1,6 +1,6 @@
-"""write: prediction rows → ``predictions/benchmark=*/method=*/budget=*/part-*.parquet``.
+"""write: prediction rows → ``predictions/benchmark=*/variant=*/budget=*/part-*.parquet``.
 
-Each (benchmark, method, budget) group of a block becomes one file, written atomically (temp
+Each (benchmark, variant, budget) group of a block becomes one file, written atomically (temp
 file + rename) under a name derived from its content (the sorted sample ids), so a retried
 task rewrites the same file instead of adding a duplicate, and a killed run leaves only
 complete files behind (plus temp files that ``resume.scan_done`` removes).
@@ -16,13 +16,13 @@ import pyarrow.compute as pc
 from pipeline.stages.prepare import write_atomic
 
 SUMMARY_SCHEMA = pa.schema(
-    [("benchmark", pa.string()), ("method", pa.string()), ("budget", pa.int32()),
+    [("benchmark", pa.string()), ("variant", pa.string()), ("budget", pa.int32()),
      ("n", pa.int64()), ("n_errors", pa.int64()), ("path", pa.string())]
 )
 
 
-def partition_dir(root: Path, benchmark: str, method: str, budget: int) -> Path:
-    return root / f"benchmark={benchmark}" / f"method={method}" / f"budget={budget}"
+def partition_dir(root: Path, benchmark: str, variant: str, budget: int) -> Path:
+    return root / f"benchmark={benchmark}" / f"variant={variant}" / f"budget={budget}"
 
 
 class WriteStage:
@@ -33,19 +33,19 @@ class WriteStage:
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         summary = []
-        keys = batch.select(["benchmark", "method", "budget"]).to_pylist()
+        keys = batch.select(["benchmark", "variant", "budget"]).to_pylist()
         for key in sorted({tuple(k.values()) for k in keys}):
-            benchmark, method, budget = key
+            benchmark, variant, budget = key
             mask = pc.and_(
-                pc.and_(pc.equal(batch["benchmark"], benchmark), pc.equal(batch["method"], method)),
+                pc.and_(pc.equal(batch["benchmark"], benchmark), pc.equal(batch["variant"], variant)),
                 pc.equal(batch["budget"], budget),
             )
             part = batch.filter(mask).sort_by("sample_id")
             ids = "\x1f".join(part.column("sample_id").to_pylist())
             name = f"part-{hashlib.sha1(ids.encode()).hexdigest()[:16]}.parquet"
-            out = partition_dir(self.root, benchmark, method, budget)
+            out = partition_dir(self.root, benchmark, variant, budget)
             out.mkdir(parents=True, exist_ok=True)
             write_atomic(part, out / name)
-            summary.append({"benchmark": benchmark, "method": method, "budget": budget, "n": part.num_rows,
+            summary.append({"benchmark": benchmark, "variant": variant, "budget": budget, "n": part.num_rows,
                             "n_errors": part.num_rows - part["error"].null_count, "path": str(out / name)})
         return pa.Table.from_pylist(summary, schema=SUMMARY_SCHEMA)
