@@ -19,6 +19,7 @@ budget at or above it is the unpruned model and is reported as ``full``.
 """
 from __future__ import annotations
 
+import importlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -155,6 +156,10 @@ class Manifest(_Strict):
             card = src.benchmark or entry
             if card not in BENCHMARKS:
                 raise ValueError(f"benchmarks.{entry}: unknown benchmark {card!r}; allowed: {', '.join(BENCHMARKS)}")
+            if src.judge is not None:
+                if not hasattr(BENCHMARKS[card], "judge"):
+                    raise ValueError(f"benchmarks.{entry}.judge: benchmark {card!r} is not graded by a judge")
+                load_callable(src.judge, f"benchmarks.{entry}.judge")
             files = src.data_files
             if isinstance(files, str) and files.startswith(FIXTURE_PREFIX) and \
                     files[len(FIXTURE_PREFIX):] not in (*BENCHMARKS, *dataset_names()):
@@ -202,6 +207,15 @@ class Manifest(_Strict):
                 else [REFERENCE_BUDGET]
             out.extend(Variant(m.name, m.method, b, dict(m.params)) for b in budgets)
         return out
+
+
+def load_callable(spec: str, where: str):
+    """The object ``module:attribute`` names; ``ValueError`` naming ``where`` when it cannot be loaded."""
+    module, _, attr = spec.partition(":")
+    try:
+        return getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError, ValueError) as e:
+        raise ValueError(f"{where}: cannot load {spec!r} ({e})") from None
 
 
 def load_manifest(path: str | Path, overrides: dict[str, Any] | None = None) -> Manifest:

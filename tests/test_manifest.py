@@ -133,3 +133,12 @@ def test_budget_zero_on_the_command_line_exits_2_before_any_work(tmp_path, capsy
     assert main(["--budget", "0", "--output", str(out)]) == 2
     assert "budgets must be a non-empty list of integers >= 1, got [0]" in capsys.readouterr().err
     assert not out.exists() and not ray.is_initialized()
+
+
+def test_unloadable_judge_is_refused_at_load(tmp_path):
+    text = BASE.replace("vqav2: {data_files: 'fixture:vqav2'}", "mmvet: {data_files: 'fixture:mmvet', judge: 'no_such_module:grade'}")
+    with pytest.raises(ManifestError, match=r"benchmarks\.mmvet\.judge: cannot load 'no_such_module:grade'"):
+        load_manifest(_write(tmp_path, text))
+    text = BASE.replace("{data_files: 'fixture:vqav2'}", "{data_files: 'fixture:vqav2', judge: 'json:loads'}")
+    with pytest.raises(ManifestError, match=r"benchmarks\.vqav2\.judge: benchmark 'vqav2' is not graded by a judge"):
+        load_manifest(_write(tmp_path, text))

@@ -6,13 +6,12 @@ counts — a partial table is never scored as if it were whole.
 """
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 
 import polars as pl
 
 from pipeline.benchmarks import Benchmark, get_benchmark
-from pipeline.manifest import BenchmarkSource, ManifestError, Variant
+from pipeline.manifest import BenchmarkSource, ManifestError, Variant, load_callable
 
 METRICS_SCHEMA = {
     "benchmark": pl.String, "variant": pl.String, "method": pl.String, "budget": pl.Int32, "metric": pl.String,
@@ -63,11 +62,10 @@ def scoring_card(entry: str, source: BenchmarkSource) -> Benchmark:
         return card
     if not hasattr(card, "judge"):
         raise ManifestError(f"benchmarks.{entry}.judge: benchmark {card.name!r} is not graded by a judge")
-    module, _, attr = source.judge.partition(":")
     try:
-        judge = getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError, ValueError) as e:
-        raise ManifestError(f"benchmarks.{entry}.judge: cannot load {source.judge!r} ({e})") from None
+        judge = load_callable(source.judge, f"benchmarks.{entry}.judge")
+    except ValueError as e:
+        raise ManifestError(str(e)) from None
     return type(card)(source.hf_id, source.config, source.split, judge=judge)
 
 
