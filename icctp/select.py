@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from icctp.budget import exact_allocation
 
 ALLOCATIONS = ("exact", "paper")
+DOT_ROWS = 16  # tokens per chunk of the token-center dot products
 
 
 def icctp_select(
@@ -70,7 +71,7 @@ def icctp_select(
     flat = tokens.float()  # (B, n, d); no copy for float32 input
     token_norm = torch.linalg.vector_norm(flat, dim=-1, keepdim=True).clamp(min=1e-12)  # (B, n, 1)
     unit_centers = F.normalize(centers.float(), dim=-1)  # (B, K, d)
-    cos = torch.bmm(flat, unit_centers.transpose(1, 2)) / token_norm  # (B, n, K)
+    cos = _dot_with_centers(flat, unit_centers) / token_norm  # (B, n, K)
     cos = cos.masked_fill(~center_mask[:, None, :], -math.inf)
     assign = cos.argmax(dim=-1)  # (B, n)
     cos_to_center = cos.gather(2, assign[..., None]).squeeze(-1)  # (B, n)
@@ -109,6 +110,22 @@ def icctp_select(
         return kept
     cluster_of = torch.where(is_global, -1, assign)[keep]
     return kept, list(cluster_of.split(counts))
+
+
+def _dot_with_centers(flat: torch.Tensor, centers: torch.Tensor, rows: int = DOT_ROWS) -> torch.Tensor:
+    """(B, n, K) dot products of tokens (B, n, d) with centers (B, K, d), float32.
+
+    Each value is one elementwise product summed over d, so identical tokens get bitwise identical
+    values and their ties break by index as documented. A batched matmul does not promise that:
+    BLAS kernels may sum a row in a different order depending on its position in the tile (seen
+    on x86 CPUs for both float32 and float64). Chunks of ``rows`` tokens bound the temporary
+    (B, rows, K, d) product.
+    """
+    B, n, _ = flat.shape
+    out = flat.new_empty(B, n, centers.shape[1])
+    for start in range(0, n, rows):
+        out[:, start:start + rows] = (flat[:, start:start + rows, None, :] * centers[:, None]).sum(-1)
+    return out
 
 
 def check_selection_inputs(tokens: torch.Tensor, cls_attn: torch.Tensor, budget: int) -> tuple[int, int]:
