@@ -18,8 +18,8 @@ MCQ = "\nAnswer with the option's letter from the given choices directly."
 
 
 @pytest.fixture(scope="module")
-def files(tmp_path_factory):
-    paths = fx.build_all(tmp_path_factory.mktemp("bench-data"))
+def files(fixtures_root):
+    paths = {name: fixtures_root / "data" / f"{name}.parquet" for name in fx.NAMES}
     out = {name: {"test": str(paths[name])} for name in BENCHMARKS if name != "gqa"}
     out["gqa"] = {"instructions": str(paths["gqa_instructions"]), "images": str(paths["gqa_images"])}
     out["bad_rows"] = {"test": str(paths["bad_rows"])}

@@ -78,6 +78,7 @@ def _module_flops(counter, name: str) -> int:
     return sum(counter.get_flop_counts().get(name, {}).values())
 
 
+@pytest.mark.slow
 def test_equals_flop_counter_on_llava_forward_and_generate():
     from torch.utils.flop_counter import FlopCounterMode
     from transformers import LlavaConfig, LlavaForConditionalGeneration
@@ -104,6 +105,7 @@ def test_equals_flop_counter_on_llava_forward_and_generate():
     assert generate.get_total_flops() == llava_flops(config, n_visual, n_text, n_new=4)["total"]
 
 
+@pytest.mark.slow
 def test_next_equals_flop_counter_with_five_vision_passes():
     from torch.utils.flop_counter import FlopCounterMode
     from transformers import LlavaNextConfig, LlavaNextForConditionalGeneration

@@ -16,6 +16,9 @@ sys.path.insert(0, str(SCRIPT.parent))
 import gpu_check  # noqa: E402
 
 
+pytestmark = pytest.mark.slow
+
+
 @pytest.fixture(scope="module")
 def tiny_table(fixtures_root) -> list[list[str]]:
     """Cells of the Markdown table rows printed by ``gpu_check.py --tiny`` (header and rule dropped)."""

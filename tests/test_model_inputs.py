@@ -6,7 +6,6 @@ import io
 import pytest
 from PIL import Image
 
-from pipeline.fixtures import models
 from pipeline.model import images, load_vlm
 from test_model_llava import drawing, png, sample
 
@@ -57,10 +56,11 @@ def test_same_picture_as_bytes_or_pil_has_one_key():
 
 
 @pytest.fixture(scope="module")
-def vlm(tmp_path_factory):
-    return load_vlm(models.build_llava15(tmp_path_factory.mktemp("tiny") / "llava15"))
+def vlm(fixtures_root):
+    return load_vlm(fixtures_root / "models" / "llava15")
 
 
+@pytest.mark.slow
 def test_bad_rows_never_fail_the_batch(vlm):
     good = [sample(0), sample(1)]
     cmyk = Image.new("CMYK", (300, 200), (0, 255, 255, 0))
@@ -86,6 +86,7 @@ def test_bad_rows_never_fail_the_batch(vlm):
     assert all(o["error"] is None and o["n_kept"] == 16 and isinstance(o["prediction"], str) for o in converted)
 
 
+@pytest.mark.slow
 def test_all_bad_batch_returns_error_rows(vlm):
     out = vlm.generate([dict(sample(0), image=b"xx"), dict(sample(1), prompt=" ")], method="icctp", budget=8)
     assert [o["prediction"] for o in out] == [None, None]

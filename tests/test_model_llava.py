@@ -7,7 +7,6 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from pipeline.fixtures import models
 from pipeline.model import compat, generation, load_vlm, vision
 
 SHAPES = [("red", (400, 300), "What color is the circle?"),
@@ -38,9 +37,12 @@ def sample(i, **extra):
                 noun_phrases=None, **extra)
 
 
+pytestmark = pytest.mark.slow
+
+
 @pytest.fixture(scope="module")
-def path(tmp_path_factory):
-    return models.build_llava15(tmp_path_factory.mktemp("tiny") / "llava15")
+def path(fixtures_root):
+    return fixtures_root / "models" / "llava15"
 
 
 @pytest.fixture(scope="module")

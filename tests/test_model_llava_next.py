@@ -8,7 +8,6 @@ import torch
 from PIL import Image
 
 from icctp.budget import scaled_budget, split_budget
-from pipeline.fixtures import models
 from pipeline.model import generation, llava_next, load_vlm
 from test_model_llava import SHAPES, drawing, png
 
@@ -20,9 +19,12 @@ def next_sample(i):
     return dict(image=png(drawing(color, SIZES[i], offset=i)), prompt=question, question=question, noun_phrases=None)
 
 
+pytestmark = pytest.mark.slow
+
+
 @pytest.fixture(scope="module")
-def vlm(tmp_path_factory):
-    return load_vlm(models.build_llava_next(tmp_path_factory.mktemp("tiny") / "llava_next"))
+def vlm(fixtures_root):
+    return load_vlm(fixtures_root / "models" / "llava_next")
 
 
 def test_packing_matches_stock(vlm):

@@ -19,9 +19,9 @@ def _digest(root):
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    root = tmp_path_factory.mktemp("tiny")
-    return root, models.build_all(root)
+def built(fixtures_root):
+    root = fixtures_root / "models"
+    return root, {kind: root / kind for kind in ("llava15", "llava_next")}
 
 
 def _circle(color, size=(400, 300)):
@@ -37,6 +37,7 @@ def _prompt(processor, text="What color is the circle?"):
     )
 
 
+@pytest.mark.slow
 def test_rebuild_is_byte_identical(built, tmp_path):
     root, _ = built
     models.build_all(tmp_path)
@@ -63,6 +64,7 @@ def test_tokenizer_round_trips_any_text(built, text):
     assert tok.convert_tokens_to_ids("<image>") != tok.unk_token_id
 
 
+@pytest.mark.slow
 def test_llava15_reloads_offline_and_answers_depend_on_image(built, monkeypatch):
     from transformers import AutoProcessor, LlavaForConditionalGeneration
 
@@ -83,6 +85,7 @@ def test_llava15_reloads_offline_and_answers_depend_on_image(built, monkeypatch)
     assert len(set(answers)) == 3
 
 
+@pytest.mark.slow
 def test_llava_next_token_count_depends_on_aspect_ratio(built, monkeypatch):
     from transformers import AutoProcessor, LlavaNextForConditionalGeneration
 
