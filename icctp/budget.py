@@ -10,6 +10,8 @@ from fractions import Fraction
 
 import torch
 
+REFERENCE_TOKENS = 576  # LLaVA-1.5's visual tokens per image: budgets are stated per this many
+
 
 def exact_allocation(sizes: torch.Tensor, total: int, priority: torch.Tensor) -> torch.Tensor:
     """Split `total` kept tokens over clusters: proportional to size, at least 1 per cluster.
@@ -66,7 +68,7 @@ def exact_allocation(sizes: torch.Tensor, total: int, priority: torch.Tensor) ->
     return torch.where(n_nonempty > total, few, proportional)
 
 
-def scaled_budget(budget: int, n_visual: int, reference: int = 576) -> int:
+def scaled_budget(budget: int, n_visual: int, reference: int = REFERENCE_TOKENS) -> int:
     """Budget for an image of `n_visual` tokens keeping the fraction `budget / reference`.
 
     `round(budget * n_visual / reference)` (exact rational, Python's half-to-even rounding),

@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.report.nightly import EVAL_ALL, NIGHTLY_BUDGETS, run_nightly  # noqa: E402
+from pipeline.nightly import EVAL_ALL, NIGHTLY_BUDGETS, run_nightly  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -13,7 +13,7 @@ A manifest is YAML validated by pydantic (unknown keys are errors that name the 
       - {label: icctp-rho_g0.4, method: icctp, params: {rho_g: 0.4}}
     budgets: [576, 64]
 
-``full`` is budget independent: it runs once and is reported at ``reference_budget`` (576,
+``full`` is budget independent: it runs once and is reported at ``REFERENCE_BUDGET`` (576,
 the LLaVA-1.5 visual-token count). Pruning methods run at every budget below the reference; a
 budget at or above it is the unpruned model and is reported as ``full``.
 """
@@ -28,9 +28,10 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from icctp.budget import REFERENCE_TOKENS
 from pipeline.methods import METHODS, check_method
 
-REFERENCE_BUDGET = 576
+REFERENCE_BUDGET = REFERENCE_TOKENS  # full runs once here; a budget at or above it is unpruned
 FIXTURE_PREFIX = "fixture:"
 
 

@@ -14,19 +14,10 @@ from pathlib import Path
 
 import polars as pl
 
-METRICS_COLUMNS = ("benchmark", "variant", "method", "budget", "metric", "value", "n", "n_errors")
-METRICS_SCHEMA = {
-    "benchmark": pl.String,
-    "variant": pl.String,
-    "method": pl.String,
-    "budget": pl.Int64,
-    "metric": pl.String,
-    "value": pl.Float64,
-    "n": pl.Int64,
-    "n_errors": pl.Int64,
-}
-FIXTURE_PREFIX = "fixture:"
-TIMING_COLUMNS = ("vision_ms", "select_ms", "prefill_ms", "decode_ms")
+from pipeline.manifest import FIXTURE_PREFIX
+from pipeline.stages.schema import METRICS_SCHEMA, TIMING_COLUMNS
+
+METRICS_COLUMNS = tuple(METRICS_SCHEMA)
 PEAK_MEMORY_COLUMN = "peak_memory_mb"
 
 

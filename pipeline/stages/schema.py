@@ -1,7 +1,10 @@
-"""Arrow schemas of the two tables a run writes: input shards and prediction rows."""
+"""Schemas of the tables a run writes: input shards, prediction rows (Arrow) and metrics (polars)."""
 from __future__ import annotations
 
+import polars as pl
 import pyarrow as pa
+
+TIMING_COLUMNS = ("vision_ms", "select_ms", "prefill_ms", "decode_ms")  # per row, ms
 
 INPUT_SCHEMA = pa.schema(
     [
@@ -43,3 +46,8 @@ PREDICTION_SCHEMA = pa.schema(
         ("peak_memory_mb", pa.float64()),  # CUDA peak allocated during the row's batch; null on CPU
     ]
 )
+
+METRICS_SCHEMA = {
+    "benchmark": pl.String, "variant": pl.String, "method": pl.String, "budget": pl.Int64, "metric": pl.String,
+    "value": pl.Float64, "n": pl.Int64, "n_errors": pl.Int64,
+}

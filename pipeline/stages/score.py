@@ -12,11 +12,8 @@ import polars as pl
 
 from pipeline.benchmarks import Benchmark, get_benchmark
 from pipeline.manifest import BenchmarkSource, ManifestError, Variant, load_callable
+from pipeline.stages.schema import METRICS_SCHEMA
 
-METRICS_SCHEMA = {
-    "benchmark": pl.String, "variant": pl.String, "method": pl.String, "budget": pl.Int32, "metric": pl.String,
-    "value": pl.Float64, "n": pl.Int64, "n_errors": pl.Int64,
-}
 
 
 class IncompleteRunError(RuntimeError):

@@ -13,9 +13,8 @@ import pyarrow as pa
 import torch
 
 from pipeline.manifest import Variant
-from pipeline.stages.schema import PREDICTION_SCHEMA
+from pipeline.stages.schema import PREDICTION_SCHEMA, TIMING_COLUMNS
 
-TIMING_FIELDS = ("vision_ms", "select_ms", "prefill_ms", "decode_ms")
 
 
 class VLMStage:
@@ -94,6 +93,6 @@ def _prediction_row(run_id: str, variant: Variant, row: dict, res: dict) -> dict
         "kept_indices": res.get("kept_indices"),
         "kept_clusters": res.get("kept_clusters"),
         "targets": row["targets"],
-        **{f: timings.get(f) for f in TIMING_FIELDS},
+        **{f: timings.get(f) for f in TIMING_COLUMNS},
         "peak_memory_mb": res.get("peak_memory_mb"),
     }

@@ -22,7 +22,7 @@ import yaml
 from pipeline.report.compare import verdict, write_comparison
 from pipeline.report.tolerances import Tolerances, load_tolerances
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 EVAL_ALL = ROOT / "jobs" / "eval_all.py"
 DEFAULT_TOLERANCES = ROOT / "manifests" / "tolerances.yaml"
 NIGHTLY_BUDGETS = (576, 192, 128, 64, 32)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.report.nightly import NIGHTLY_BUDGETS, POINTER, latest_good, run_nightly, tolerances_for
+from pipeline.nightly import NIGHTLY_BUDGETS, POINTER, latest_good, run_nightly, tolerances_for
 from pipeline.fixtures.synthetic_run import write_synthetic_run
 
 ROOT = Path(__file__).resolve().parents[1]
