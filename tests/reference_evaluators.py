@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 
 from pipeline.evaluators.vqa import ARTICLES, CONTRACTIONS, NUMBER_MAP, PUNCTUATIONS
+from pipeline.evaluators.vqa_eval import VIZWIZ_CONTRACTIONS
 
 PERIOD_STRIP = re.compile(r"(?!<=\d)(\.)(?!\d)")
 COMMA_STRIP = re.compile(r"(\d)(\,)(\d)")
@@ -32,13 +33,13 @@ def process_punctuation(in_text: str) -> str:
     return PERIOD_STRIP.sub("", out_text, re.UNICODE)  # re.UNICODE lands in `count` (= 32), as in the original
 
 
-def process_digit_article(in_text: str) -> str:
+def process_digit_article(in_text: str, contractions: dict[str, str] = CONTRACTIONS) -> str:
     out_text = []
     for word in in_text.lower().split():
         word = NUMBER_MAP.get(word, word)
         if word not in ARTICLES:
             out_text.append(word)
-    return " ".join(CONTRACTIONS.get(word, word) for word in out_text)
+    return " ".join(contractions.get(word, word) for word in out_text)
 
 
 def normalize_answer(item: str) -> str:
@@ -71,6 +72,38 @@ def vqa_accuracy(prediction: str | None, answers: list[str]) -> float:
         matches = sum(1 for j, g in enumerate(gts) if j != i and g == pred)
         total += min(3, matches)
     return total / (3 * len(gts))
+
+
+def leave_one_out(pred: str, gts: list[str]) -> float:
+    """Mean over i of ``min(1, #(j != i with gts[j] == pred) / 3)``, as an exact rational."""
+    total = 0
+    for i in range(len(gts)):
+        total += min(3, sum(1 for j, g in enumerate(gts) if j != i and g == pred))
+    return total / (3 * len(gts))
+
+
+def _clean(text: str) -> str:
+    return text.replace("\n", " ").replace("\t", " ").strip()
+
+
+def vqav2_accuracy(prediction: str | None, answers: list[str]) -> float:
+    """vqaEval.py on the EvalAI-processed upload: processing only when the answers differ."""
+    if prediction is None:
+        return 0.0
+    res = _clean(normalize_answer(prediction))
+    gts = [_clean(a) for a in answers]
+    if len(set(gts)) > 1:
+        gts = [process_digit_article(process_punctuation(g)) for g in gts]
+        res = process_digit_article(process_punctuation(res))
+    return leave_one_out(res, gts)
+
+
+def vizwiz_accuracy(prediction: str | None, answers: list[str]) -> float:
+    """The VizWiz API's vqaEval.py on the EvalAI-processed upload: raw answers, processed prediction."""
+    if prediction is None:
+        return 0.0
+    res = process_digit_article(process_punctuation(_clean(normalize_answer(prediction))), VIZWIZ_CONTRACTIONS)
+    return leave_one_out(res, answers)
 
 
 # ---- exact match (GQA) ----------------------------------------------------------------------

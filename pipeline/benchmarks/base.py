@@ -265,16 +265,20 @@ def with_targets(df: pl.DataFrame, dtype: pl.Struct) -> pl.DataFrame:
     return df.select("sample_id", ANSWERED, pl.col("targets").str.json_decode(dtype)).unnest("targets")
 
 
-def vqa_accuracy_score(df: pl.DataFrame) -> dict[str, float]:
-    """``{"accuracy": mean VQA accuracy}`` from the annotators' ``answers`` in the targets.
+def vqa_accuracy_score(df: pl.DataFrame, scorer: str = "textvqa") -> dict[str, float]:
+    """``{"accuracy": mean VQA accuracy}`` from the annotators' ``answers`` in the targets, by the
+    official rule of ``scorer``: ``"textvqa"`` (``evaluators.vqa``), ``"vqav2"`` or ``"vizwiz"``
+    (``evaluators.vqa_eval``).
 
     A split without answers (VQAv2 test-dev, VizWiz test: scored by the EvalAI server from the
     ``submission`` files) is not scored here: ``{}``.
     """
     from pipeline.evaluators.vqa import vqa_accuracy
+    from pipeline.evaluators.vqa_eval import vizwiz_accuracy, vqav2_accuracy
 
+    accuracy = {"textvqa": vqa_accuracy, "vqav2": vqav2_accuracy, "vizwiz": vizwiz_accuracy}[scorer]
     t = with_targets(df, pl.Struct({"answers": pl.List(pl.String)}))
     if not t["answers"].list.len().fill_null(0).gt(0).any():
         return {}
-    scores = vqa_accuracy(t["prediction"].to_list(), t["answers"].to_list())
+    scores = accuracy(t["prediction"].to_list(), t["answers"].to_list())
     return {"accuracy": sum(scores) / len(scores)}
