@@ -176,11 +176,10 @@ def pope_metrics(rows: list[dict]) -> dict[str, float]:
 
 # ---- MME ------------------------------------------------------------------------------------
 def parse_mme(pred_ans: str) -> str:
-    pred_ans = pred_ans.lower().strip().replace(".", "")
+    """calculation.py's parse_pred_ans on the lower-cased answer."""
+    pred_ans = pred_ans.lower()
     if pred_ans in ["yes", "no"]:
         return pred_ans
-    if len(pred_ans) == 1:
-        return {"y": "yes", "n": "no"}.get(pred_ans, "other")
     prefix = pred_ans[:4]
     if "yes" in prefix:
         return "yes"
@@ -193,7 +192,7 @@ def mme_scores(rows: list[dict]) -> dict[str, float]:
     """rows: {question_id, category, answer, prediction}."""
     per_category: dict[str, dict[str, list[bool]]] = {}
     for row in rows:
-        gt = row["answer"].lower().strip().replace(".", "")
+        gt = row["answer"].lower()
         correct = row["prediction"] is not None and parse_mme(row["prediction"]) == gt
         per_category.setdefault(row["category"], {}).setdefault(row["question_id"], []).append(correct)
     out = {}
