@@ -74,3 +74,20 @@ def test_restrict_from_command_line():
     assert list(m.benchmarks) == ["pope"] and m.compute.batch_size == 4
     with pytest.raises(ManifestError, match="nope"):
         load_manifest("manifests/tiny.yaml").restrict(benchmarks=["nope"])
+
+
+def test_paper_manifests_use_llava15_generation_limits_per_benchmark():
+    for name in ("llava15_7b_paper", "llava15_13b_paper", "llava_next_7b_paper"):
+        limits = load_manifest(f"manifests/{name}.yaml").max_new_tokens()
+        assert limits == {**{b: 128 for b in limits}, "sqa_img": 1024, "mmvet": 1024}
+        assert len(limits) == 10
+
+
+def test_benchmark_revision_and_limit_are_validated(tmp_path):
+    m = load_manifest(_write(tmp_path, BASE.replace("benchmarks:", "generation: {max_new_tokens: 7}\nbenchmarks:")))
+    assert set(m.max_new_tokens().values()) == {7}
+    text = "name: x\nmodel: {path: m}\nmethods: [{method: full}]\nbudgets: [64]\n"
+    m = load_manifest(_write(tmp_path, text + "benchmarks: {pope: {revision: abc123, max_new_tokens: 3}}"))
+    assert m.benchmarks["pope"].revision == "abc123" and m.max_new_tokens() == {"pope": 3}
+    with pytest.raises(ManifestError, match="max_new_tokens"):
+        load_manifest(_write(tmp_path, text + "benchmarks: {pope: {max_new_tokens: 0}}"))

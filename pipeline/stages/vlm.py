@@ -21,9 +21,11 @@ class VLMStage:
 
     ``variants``: list of dicts ``{label, method, budget, params}``; a row's ``pending`` column
     (list of ``"label@budget"`` keys), when present, restricts it to the variants still to do.
+    ``max_new_tokens``: one limit, or a limit per benchmark (the row's ``benchmark``); rows of
+    different limits in one batch are generated in separate calls.
     """
 
-    def __init__(self, model_path: str, variants: list[dict], run_id: str, max_new_tokens: int,
+    def __init__(self, model_path: str, variants: list[dict], run_id: str, max_new_tokens: int | dict[str, int],
                  dtype: str | None = None, device: str | None = None):
         from pipeline.model import load_vlm
 
@@ -46,29 +48,41 @@ class VLMStage:
         todo = [r for r in rows if "pending" not in r or key in r["pending"]]
         if not todo:
             return []
+        limits = self.max_new_tokens
+        by_limit: dict[int, list[dict]] = {}
+        for r in todo:
+            by_limit.setdefault(limits if isinstance(limits, int) else limits[r["benchmark"]], []).append(r)
+        out = []
+        for limit, group in by_limit.items():
+            results = self._generate_rows(group, v, limit)
+            out.extend(_prediction_row(self.run_id, v, r, res) for r, res in zip(group, results, strict=True))
+        return out
+
+    def _generate_rows(self, rows: list[dict], v: dict, max_new_tokens: int) -> list[dict]:
+        """Results for ``rows``; if the batch call raises, each sample is retried alone."""
         samples = [
             {"image": r["image"], "prompt": r["prompt"], "question": r["question"],
              "noun_phrases": r.get("noun_phrases")}
-            for r in todo
+            for r in rows
         ]
         try:
-            results = self._generate(samples, v)
+            return self._generate(samples, v, max_new_tokens)
         except Exception:  # noqa: BLE001 - retry alone: only the samples that fail again become error rows
             results = []
             for sample in samples:
                 try:
-                    results.extend(self._generate([sample], v))
+                    results.extend(self._generate([sample], v, max_new_tokens))
                 except Exception as e:  # noqa: BLE001
                     results.append({"error": f"{type(e).__name__}: {e}"})
-        return [_prediction_row(self.run_id, v, r, res) for r, res in zip(todo, results, strict=True)]
+            return results
 
-    def _generate(self, samples: list[dict], v: dict) -> list[dict]:
+    def _generate(self, samples: list[dict], v: dict, max_new_tokens: int) -> list[dict]:
         """``generate`` for one variant; on CUDA each result also carries the batch's peak memory (MiB)."""
         cuda = self.vlm.device.type == "cuda"
         if cuda:
             torch.cuda.reset_peak_memory_stats(self.vlm.device)
         results = self.vlm.generate(samples, method=v["method"], budget=v["budget"],
-                                    max_new_tokens=self.max_new_tokens, **v["params"])
+                                    max_new_tokens=max_new_tokens, **v["params"])
         if cuda:
             peak = torch.cuda.max_memory_allocated(self.vlm.device) / 2**20
             results = [dict(r, peak_memory_mb=peak) for r in results]
