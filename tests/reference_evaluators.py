@@ -223,24 +223,65 @@ def extract_choice(text: str | None, options: list[str]) -> str | None:
     return None
 
 
-def present_options(row: dict, letters: str = "ABCDE") -> list[str]:
-    out = []
+# ---- MMBench (VLMEvalKit can_infer, circular) ----------------------------------------------
+MMB_REFUSALS = ("Sorry, I can't help with images of people yet.", "I can't process this file.",
+                "I'm sorry, but without the image provided", "Cannot determine the answer")
+MMB_ANSWER_IS = re.compile(r"(?i)(?:correct\s+)?answer\s+is\s+\**([ABCD])\**")
+
+
+def offered(row: dict, letters: str = "ABCDE") -> dict[str, str]:
+    """Options up to the first absent one (None, NaN, "", "nan", "none")."""
+    out = {}
     for letter in letters:
         value = row.get(letter)
-        if value is None or value.strip() == "" or value.strip().lower() in ("nan", "none"):
-            continue
-        out.append(letter)
+        if value is None or value != value or (isinstance(value, str) and value.strip().lower() in ("", "nan", "none")):
+            break
+        out[letter] = value
     return out
 
 
+def mmb_option_letter(answer: str, options: dict[str, str]) -> str | None:
+    if "Failed to obtain answer via API" in answer:
+        return None
+    if any(r in answer for r in MMB_REFUSALS):
+        return "Z"
+    cleaned = answer
+    for c in ".()[],:;!*#{}":
+        cleaned = cleaned.replace(c, " ")
+    tokens = cleaned.split()
+    named = [letter for letter in options if letter in tokens]
+    if len(named) == 1:
+        if tokens.index(named[0]) > len(tokens) - 5:
+            return named[0]
+    elif not named and "Z" in tokens:
+        return "Z"
+    found = MMB_ANSWER_IS.search(answer)
+    if found and found.group(1).upper() in options:
+        return found.group(1).upper()
+    return None
+
+
+def mmb_text_letter(answer: str, options: dict[str, str]) -> str | None:
+    lower = answer.lower()
+    if len(lower) > 2 * sum(len(v) for v in options.values()):
+        return None
+    found = [letter for letter, text in options.items() if text.lower() in lower]
+    return found[0] if len(found) == 1 else None
+
+
+def mmb_can_infer(answer: str | None, options: dict[str, str]) -> str | None:
+    if answer is None:
+        return None
+    return mmb_option_letter(answer, options) or mmb_text_letter(answer, options)
+
+
 def circular_accuracy(rows: list[dict]) -> float:
-    """rows: {index, answer, prediction, A, B, C, D}."""
-    groups: dict[int, bool] = {}
+    """rows: {index, answer, prediction, A, B, C, D}; questions are the rows with index < 1e6."""
+    right: dict[int, bool] = {r["index"]: True for r in rows if r["index"] < 1_000_000}
     for row in rows:
-        ok = extract_choice(row["prediction"], present_options(row)) == row["answer"]
-        key = row["index"] % 1_000_000
-        groups[key] = groups.get(key, True) and ok
-    return sum(groups.values()) / len(groups)
+        ok = mmb_can_infer(row["prediction"], offered(row)) == row["answer"]
+        right[row["index"] % 1_000_000] = right[row["index"] % 1_000_000] and ok
+    return sum(right.values()) / len(right)
 
 
 def choice_accuracy(rows: list[dict]) -> float:
