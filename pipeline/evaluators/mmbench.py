@@ -7,7 +7,8 @@ from is a miss).
 
 **Options.** An option is absent when it is null, NaN, or a string that is empty, "nan" or "none"
 (any case, surrounding whitespace ignored); the list stops at the first absent option (LLaVA's
-``model_vqa_mmbench.py`` rule, which VLMEvalKit's NaN test agrees with on the TSVs). The prompt
+``model_vqa_mmbench.py`` rule plus empty strings; VLMEvalKit's ``build_choices`` skips the cells pandas
+reads as NaN instead, the same on MMBench's contiguous options). The prompt
 (``offered_options``) and the scorer (``offered_expr``) apply the same rule. An answer letter whose
 option is absent can never be inferred: that row is a miss (as in VLMEvalKit), not an error.
 
