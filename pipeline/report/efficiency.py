@@ -55,7 +55,11 @@ def flops_model(run_info: dict) -> str | None:
 
 
 def new_tokens(run_info: dict) -> int:
-    """``max_new_tokens`` from ``run.json`` (searched in the resolved manifest), else 16."""
+    """``max_new_tokens`` from ``run.json``: the manifest's ``generation`` limit (benchmark entries may
+    set their own), else the first one found in it, else 16."""
+    generation = (run_info.get("manifest") or {}).get("generation") or {}
+    if isinstance(generation.get("max_new_tokens"), int):
+        return generation["max_new_tokens"]
     stack = [run_info]
     while stack:
         node = stack.pop()
