@@ -6,7 +6,8 @@ A manifest is YAML validated by pydantic (unknown keys are errors that name the 
     model: {path: "fixture:llava15"}           # a local dir, a hub id, or fixture:<kind>
     benchmarks:
       vqav2: {data_files: "fixture:vqav2"}      # or {hf_id: ..., config: ..., split: ...}
-      mmvet: {hf_id: lmms-lab/MMVet, judge: "my_graders:gpt4_judge"}   # MM-Vet needs a judge
+      mmvet: {hf_id: lmms-lab/MMVet, judge: "my_graders:gpt4_judge", max_new_tokens: 1024}
+      mme: {hf_id: lmms-lab/MME, revision: <dataset commit>}   # pin the dataset version
     methods:
       - {method: full}
       - {method: icctp, params: {rho_g: 0.6, alpha: 0.3}}
@@ -55,7 +56,9 @@ class BenchmarkSource(_Strict):
     split: str | None = None
     data_files: str | dict[str, str] | None = Field(None, description="Parquet file(s) or fixture:<name>")
     streaming: bool = False
+    revision: str | None = Field(None, description="dataset commit (or tag/branch) to read from the hub; pins the data")
     judge: str | None = Field(None, description="MM-Vet grader 'module:callable' (question, answer, prediction) -> [0, 1]")
+    max_new_tokens: int | None = Field(None, ge=1, description="generation limit here; default: generation.max_new_tokens")
 
 
 class MethodSpec(_Strict):
@@ -199,6 +202,10 @@ class Manifest(_Strict):
             return Manifest.model_validate(data)
         except ValidationError as e:
             raise ManifestError(_describe(e, "command line")) from None
+
+    def max_new_tokens(self) -> dict[str, int]:
+        """Generation limit per benchmark entry (its own, else ``generation.max_new_tokens``)."""
+        return {name: src.max_new_tokens or self.generation.max_new_tokens for name, src in self.benchmarks.items()}
 
     def variants(self) -> list[Variant]:
         """The variants to run: ``full`` once at the reference, pruning methods below it."""

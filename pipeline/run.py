@@ -160,7 +160,7 @@ def run_eval(manifest: Manifest, run_dir: Path, *, limit: int | None = None, add
         ds = ds.map_batches(
             VLMStage,
             fn_constructor_kwargs=dict(model_path=resolve_model_path(manifest.model.path), variants=variants,
-                                       run_id=info["run_id"], max_new_tokens=manifest.generation.max_new_tokens,
+                                       run_id=info["run_id"], max_new_tokens=manifest.max_new_tokens(),
                                        dtype=manifest.model.dtype),
             batch_format="pyarrow", batch_size=compute.batch_size, compute=ActorPoolStrategy(size=compute.vlm_actors),
             num_cpus=compute.vlm_num_cpus, num_gpus=compute.num_gpus or None,

@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 
 from pipeline.evaluators.vqa import ARTICLES, CONTRACTIONS, NUMBER_MAP, PUNCTUATIONS
+from pipeline.evaluators.vqa_eval import VIZWIZ_CONTRACTIONS
 
 PERIOD_STRIP = re.compile(r"(?!<=\d)(\.)(?!\d)")
 COMMA_STRIP = re.compile(r"(\d)(\,)(\d)")
@@ -32,13 +33,13 @@ def process_punctuation(in_text: str) -> str:
     return PERIOD_STRIP.sub("", out_text, re.UNICODE)  # re.UNICODE lands in `count` (= 32), as in the original
 
 
-def process_digit_article(in_text: str) -> str:
+def process_digit_article(in_text: str, contractions: dict[str, str] = CONTRACTIONS) -> str:
     out_text = []
     for word in in_text.lower().split():
         word = NUMBER_MAP.get(word, word)
         if word not in ARTICLES:
             out_text.append(word)
-    return " ".join(CONTRACTIONS.get(word, word) for word in out_text)
+    return " ".join(contractions.get(word, word) for word in out_text)
 
 
 def normalize_answer(item: str) -> str:
@@ -71,6 +72,38 @@ def vqa_accuracy(prediction: str | None, answers: list[str]) -> float:
         matches = sum(1 for j, g in enumerate(gts) if j != i and g == pred)
         total += min(3, matches)
     return total / (3 * len(gts))
+
+
+def leave_one_out(pred: str, gts: list[str]) -> float:
+    """Mean over i of ``min(1, #(j != i with gts[j] == pred) / 3)``, as an exact rational."""
+    total = 0
+    for i in range(len(gts)):
+        total += min(3, sum(1 for j, g in enumerate(gts) if j != i and g == pred))
+    return total / (3 * len(gts))
+
+
+def _clean(text: str) -> str:
+    return text.replace("\n", " ").replace("\t", " ").strip()
+
+
+def vqav2_accuracy(prediction: str | None, answers: list[str]) -> float:
+    """vqaEval.py on the EvalAI-processed upload: processing only when the answers differ."""
+    if prediction is None:
+        return 0.0
+    res = _clean(normalize_answer(prediction))
+    gts = [_clean(a) for a in answers]
+    if len(set(gts)) > 1:
+        gts = [process_digit_article(process_punctuation(g)) for g in gts]
+        res = process_digit_article(process_punctuation(res))
+    return leave_one_out(res, gts)
+
+
+def vizwiz_accuracy(prediction: str | None, answers: list[str]) -> float:
+    """The VizWiz API's vqaEval.py on the EvalAI-processed upload: raw answers, processed prediction."""
+    if prediction is None:
+        return 0.0
+    res = process_digit_article(process_punctuation(_clean(normalize_answer(prediction))), VIZWIZ_CONTRACTIONS)
+    return leave_one_out(res, answers)
 
 
 # ---- exact match (GQA) ----------------------------------------------------------------------
@@ -143,11 +176,10 @@ def pope_metrics(rows: list[dict]) -> dict[str, float]:
 
 # ---- MME ------------------------------------------------------------------------------------
 def parse_mme(pred_ans: str) -> str:
-    pred_ans = pred_ans.lower().strip().replace(".", "")
+    """calculation.py's parse_pred_ans on the lower-cased answer."""
+    pred_ans = pred_ans.lower()
     if pred_ans in ["yes", "no"]:
         return pred_ans
-    if len(pred_ans) == 1:
-        return {"y": "yes", "n": "no"}.get(pred_ans, "other")
     prefix = pred_ans[:4]
     if "yes" in prefix:
         return "yes"
@@ -160,7 +192,7 @@ def mme_scores(rows: list[dict]) -> dict[str, float]:
     """rows: {question_id, category, answer, prediction}."""
     per_category: dict[str, dict[str, list[bool]]] = {}
     for row in rows:
-        gt = row["answer"].lower().strip().replace(".", "")
+        gt = row["answer"].lower()
         correct = row["prediction"] is not None and parse_mme(row["prediction"]) == gt
         per_category.setdefault(row["category"], {}).setdefault(row["question_id"], []).append(correct)
     out = {}
@@ -191,24 +223,65 @@ def extract_choice(text: str | None, options: list[str]) -> str | None:
     return None
 
 
-def present_options(row: dict, letters: str = "ABCDE") -> list[str]:
-    out = []
+# ---- MMBench (VLMEvalKit can_infer, circular) ----------------------------------------------
+MMB_REFUSALS = ("Sorry, I can't help with images of people yet.", "I can't process this file.",
+                "I'm sorry, but without the image provided", "Cannot determine the answer")
+MMB_ANSWER_IS = re.compile(r"(?i)(?:correct\s+)?answer\s+is\s+\**([ABCD])\**")
+
+
+def offered(row: dict, letters: str = "ABCDE") -> dict[str, str]:
+    """Options up to the first absent one (None, NaN, "", "nan", "none")."""
+    out = {}
     for letter in letters:
         value = row.get(letter)
-        if value is None or value.strip() == "" or value.strip().lower() in ("nan", "none"):
-            continue
-        out.append(letter)
+        if value is None or value != value or (isinstance(value, str) and value.strip().lower() in ("", "nan", "none")):
+            break
+        out[letter] = value
     return out
 
 
+def mmb_option_letter(answer: str, options: dict[str, str]) -> str | None:
+    if "Failed to obtain answer via API" in answer:
+        return None
+    if any(r in answer for r in MMB_REFUSALS):
+        return "Z"
+    cleaned = answer
+    for c in ".()[],:;!*#{}":
+        cleaned = cleaned.replace(c, " ")
+    tokens = cleaned.split()
+    named = [letter for letter in options if letter in tokens]
+    if len(named) == 1:
+        if tokens.index(named[0]) > len(tokens) - 5:
+            return named[0]
+    elif not named and "Z" in tokens:
+        return "Z"
+    found = MMB_ANSWER_IS.search(answer)
+    if found and found.group(1).upper() in options:
+        return found.group(1).upper()
+    return None
+
+
+def mmb_text_letter(answer: str, options: dict[str, str]) -> str | None:
+    lower = answer.lower()
+    if len(lower) > 2 * sum(len(v) for v in options.values()):
+        return None
+    found = [letter for letter, text in options.items() if text.lower() in lower]
+    return found[0] if len(found) == 1 else None
+
+
+def mmb_can_infer(answer: str | None, options: dict[str, str]) -> str | None:
+    if answer is None:
+        return None
+    return mmb_option_letter(answer, options) or mmb_text_letter(answer, options)
+
+
 def circular_accuracy(rows: list[dict]) -> float:
-    """rows: {index, answer, prediction, A, B, C, D}."""
-    groups: dict[int, bool] = {}
+    """rows: {index, answer, prediction, A, B, C, D}; questions are the rows with index < 1e6."""
+    right: dict[int, bool] = {r["index"]: True for r in rows if r["index"] < 1_000_000}
     for row in rows:
-        ok = extract_choice(row["prediction"], present_options(row)) == row["answer"]
-        key = row["index"] % 1_000_000
-        groups[key] = groups.get(key, True) and ok
-    return sum(groups.values()) / len(groups)
+        ok = mmb_can_infer(row["prediction"], offered(row)) == row["answer"]
+        right[row["index"] % 1_000_000] = right[row["index"] % 1_000_000] and ok
+    return sum(right.values()) / len(right)
 
 
 def choice_accuracy(rows: list[dict]) -> float:

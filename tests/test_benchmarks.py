@@ -1,6 +1,7 @@
 """Benchmark cards: exact prompts, schema errors, one sample per row, image grouping, GQA join."""
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 
@@ -53,6 +54,8 @@ PROMPTS = [
      "Which one is red?\nA. x\nB. y\nC. z" + MCQ),
     ("mmbench_cn", {"question": "图中是什么？", "hint": None, "A": "猫", "B": "狗", "C": None, "D": None},
      "图中是什么？\nA. 猫\nB. 狗\n请直接回答选项字母。"),
+    ("mmbench", {"question": "Which?", "hint": None, "A": "x", "B": "None", "C": "z", "D": "w"},
+     "Which?\nA. x" + MCQ),  # "None" is absent and the options stop there
     ("mmvet", {"question": "What is the total price?"}, "What is the total price?"),
 ]
 
@@ -197,13 +200,52 @@ def test_limit_and_sample_ids_of_benchmarks_without_an_id_column(files):
     assert json.loads(samples[0]["targets"])["answer"] in "ABCD"
 
 
-def test_mmbench_rotations_share_the_image_id_and_keep_their_own_answer(files):
-    samples = list(iter_samples("mmbench", data_files=files["mmbench"]))
-    rows = {str(r["index"]): r for r in pq.read_table(files["mmbench"]["test"]).to_pylist()}
+@pytest.mark.parametrize("name", ["mmbench", "mmbench_cn"])
+def test_mmbench_rotations_share_the_image_id_and_keep_their_own_answer(files, name):
+    samples = list(iter_samples(name, data_files=files[name]))
+    rows = {str(r["index"]): r for r in pq.read_table(files[name]["test"]).to_pylist()}
     for s in samples:
         index = int(s["sample_id"])
         assert s["image_id"] == str(index % 1_000_000)
         assert json.loads(s["targets"])["answer"] == rows[s["sample_id"]]["answer"]
+        assert json.loads(s["targets"])["index"] == index
+
+
+def test_mmbench_index_is_read_as_a_string_or_an_integer(files):
+    # the English fixture stores index as a string (as the hub does), the Chinese one as int64
+    assert pq.read_schema(files["mmbench"]["test"]).field("index").type == pa.string()
+    assert pq.read_schema(files["mmbench_cn"]["test"]).field("index").type == pa.int64()
+    en = [s["sample_id"] for s in iter_samples("mmbench", data_files=files["mmbench"])]
+    cn = [s["sample_id"] for s in iter_samples("mmbench_cn", data_files=files["mmbench_cn"])]
+    assert en == cn and len(en) > 0
+    with pytest.raises(ValueError, match="MMBench index '12a' is not an integer"):
+        get_benchmark("mmbench").to_sample({"index": "12a", "question": "q", "hint": None, "answer": "A", "A": "x"})
+
+
+def test_mmvet_without_image_source_names_images_by_their_bytes(files, tmp_path):
+    table = pq.read_table(files["mmvet"]["test"])
+    with_source = list(iter_samples("mmvet", data_files=files["mmvet"]))
+    path = tmp_path / "mmvet.parquet"
+    pq.write_table(table.drop_columns(["image_source"]), path)
+    without = list(iter_samples("mmvet", data_files={"test": str(path)}))
+    assert [s["sample_id"] for s in without] == [s["sample_id"] for s in with_source]
+    assert [s["image_id"] for s in with_source] == table.column("image_source").to_pylist()
+    assert [s["image_id"] for s in without] == [hashlib.sha256(s["image"]).hexdigest()[:16] for s in without]
+
+
+def test_revision_is_passed_to_the_hub(monkeypatch):
+    calls = []
+
+    def fake_load_dataset(path, name=None, **kwargs):
+        calls.append((path, name, kwargs.get("split"), kwargs.get("revision")))
+        raise ConnectionError("offline")
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    for bench in ("pope", "gqa"):
+        with pytest.raises(ConnectionError):
+            next(iter_samples(bench, revision="0123abc"))
+    assert calls == [("lmms-lab/POPE", None, "test", "0123abc"),
+                     ("lmms-lab/GQA", "testdev_balanced_instructions", "testdev", "0123abc")]
 
 
 def test_bad_rows_pass_through_as_samples(files):

@@ -1,6 +1,7 @@
-"""MME answer parsing and acc + acc+ scores: hand-computed cases, polars == reference."""
+"""MME (calculation.py of the MME authors) parsing and acc + acc+ scores: hand-computed cases, polars == reference."""
 from __future__ import annotations
 
+import json
 import random
 
 import polars as pl
@@ -8,15 +9,19 @@ import pytest
 
 import reference_evaluators as ref
 from pipeline.evaluators.mme import COGNITION, PERCEPTION, mme_scores, parse_mme, parse_mme_expr
+from pipeline.stages.score import score_predictions
 
 
 @pytest.mark.parametrize("text, expected", [
-    ("Yes", "yes"), ("no.", "no"), (" nO. ", "no"),
-    ("y", "yes"), ("N", "no"), ("x", "other"),          # single characters
+    ("Yes", "yes"), ("no.", "no"), (" nO. ", "no"),    # "no" within the first 4 characters
+    ("y", "other"), ("N", "other"), ("Y.", "other"),    # no single-letter answers
     ("Yes, it is", "yes"),
-    ("not sure", "no"),                                  # "no" inside the first 4 characters
+    ("not sure", "no"),
     ("Nope", "no"),
     ("The answer is no", "other"),                       # "no" only after the first 4 characters
+    ("   yes", "other"),                                 # never stripped: the prefix is "   y"
+    ("yesno", "yes"),                                    # "yes" is looked for first
+    ("noyes", "no"),                                     # "yes" not within the first 4 characters
     ("", "other"),
 ])
 def test_parse_mme_hand_cases(text, expected):
@@ -42,9 +47,35 @@ def test_mme_group_sums_only_over_present_groups():
     assert mme_scores(df) == {"OCR": 200.0, "perception": 200.0}
 
 
+def test_mme_scores_follow_the_tool_parse():
+    df = pl.DataFrame({
+        "question_id": ["a.png", "a.png", "b.png", "b.png"],
+        "category": ["OCR"] * 4,
+        "answer": ["Yes", "No", "Yes", "No"],
+        "prediction": ["Y.", "Nope", "yes, it is", "n"],
+    })
+    # right: "Nope" and "yes, it is" (2 of 4: 50); no image has both right (0)
+    assert mme_scores(df) == {"OCR": 50.0, "perception": 50.0}
+
+
+def test_score_predictions_of_mme_uses_the_tool_parse():
+    rows = [("Y.", "Yes"), ("Nope", "No"), ("yes, it is", "Yes"), ("no", "No"), (None, "Yes"), ("Yes", "No")]
+    frame = pl.DataFrame({
+        "benchmark": "mme", "variant": "full", "method": "full", "budget": pl.Series([576] * 6, dtype=pl.Int32),
+        "sample_id": [str(i) for i in range(6)], "prediction": [p for p, _ in rows],
+        "error": [None, None, None, None, "ImageError: bad", None],
+        "targets": [json.dumps({"question_id": f"{i // 2}.png", "category": "count", "answer": a})
+                    for i, (_, a) in enumerate(rows)],
+    }, schema_overrides={"prediction": pl.String, "error": pl.String})
+    metrics = dict(score_predictions(frame).select("metric", "value").iter_rows())
+    # right: rows 1, 2, 3 (3 of 6: 50); image 1 (rows 2, 3) fully right (1 of 3: 33.3)
+    assert metrics == {"count": pytest.approx(50 + 100 / 3), "perception": pytest.approx(50 + 100 / 3)}
+
+
 def test_mme_equals_reference_on_random_rows():
     rng = random.Random(3)
-    texts = ["Yes", "No", "yes.", "no", "y", "n", "Yes, there is.", "No it is not", "maybe", "", "The answer is yes"]
+    texts = ["Yes", "No", "yes.", "no", "y", "n", "Y.", "Yes, there is.", "No it is not", "maybe", "", "Nope",
+             "The answer is yes", " Yes", "NO!", "not sure"]
     rows = []
     for image in range(600):
         category = rng.choice(PERCEPTION + COGNITION)

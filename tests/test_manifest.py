@@ -142,3 +142,21 @@ def test_unloadable_judge_is_refused_at_load(tmp_path):
     text = BASE.replace("{data_files: 'fixture:vqav2'}", "{data_files: 'fixture:vqav2', judge: 'json:loads'}")
     with pytest.raises(ManifestError, match=r"benchmarks\.vqav2\.judge: benchmark 'vqav2' is not graded by a judge"):
         load_manifest(_write(tmp_path, text))
+
+
+def test_paper_manifests_use_llava15_generation_limits_per_benchmark():
+    for name in ("llava15_7b_paper", "llava15_13b_paper", "llava_next_7b_paper"):
+        limits = load_manifest(f"manifests/{name}.yaml").max_new_tokens()
+        long = {"sqa_img", "mmbench", "mmbench_cn", "mmvet"}
+        assert limits == {b: 1024 if b in long else 128 for b in limits}
+        assert len(limits) == 10
+
+
+def test_benchmark_revision_and_limit_are_validated(tmp_path):
+    m = load_manifest(_write(tmp_path, BASE.replace("benchmarks:", "generation: {max_new_tokens: 7}\nbenchmarks:")))
+    assert set(m.max_new_tokens().values()) == {7}
+    text = "name: x\nmodel: {path: m}\nmethods: [{method: full}]\nbudgets: [64]\n"
+    m = load_manifest(_write(tmp_path, text + "benchmarks: {pope: {revision: abc123, max_new_tokens: 3}}"))
+    assert m.benchmarks["pope"].revision == "abc123" and m.max_new_tokens() == {"pope": 3}
+    with pytest.raises(ManifestError, match="max_new_tokens"):
+        load_manifest(_write(tmp_path, text + "benchmarks: {pope: {max_new_tokens: 0}}"))

@@ -81,6 +81,9 @@ def test_run_info_helpers():
     assert flops_model({"manifest": {"model": {"path": "llava-hf/llava-v1.6-vicuna-7b-hf"}}}) == "llava-next-7b"
     assert flops_model({"manifest": {"model": {"path": "fixture:llava15"}}}) is None
     assert new_tokens({"manifest": {"generation": {"max_new_tokens": 8}}}) == 8
+    per_benchmark = {"mmvet": {"max_new_tokens": 1024}, "pope": {"max_new_tokens": None}}
+    assert new_tokens({"datasets": {"mmvet": {"source": {"max_new_tokens": 1024}}},
+                       "manifest": {"benchmarks": per_benchmark, "generation": {"max_new_tokens": 128}}}) == 128
     assert new_tokens({}) == 16
 
 

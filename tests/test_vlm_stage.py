@@ -18,9 +18,11 @@ class FakeVLM:
 
     def __init__(self):
         self.calls = []
+        self.limits = []
 
     def generate(self, samples, method, budget, max_new_tokens, **params):
         self.calls.append((method, budget, len(samples)))
+        self.limits.append((max_new_tokens, [s["prompt"] for s in samples]))
         if any("boom" in s["prompt"] for s in samples):
             raise RuntimeError("device fell over")
         return [{"error": "ImageError: undecodable"} if "bad" in s["prompt"] else
@@ -39,8 +41,8 @@ def stage(variants):
     return s
 
 
-def rows(prompts, pending=None):
-    cols = {"benchmark": ["pope"] * len(prompts), "sample_id": [str(i) for i in range(len(prompts))],
+def rows(prompts, pending=None, benchmarks=None):
+    cols = {"benchmark": benchmarks or ["pope"] * len(prompts), "sample_id": [str(i) for i in range(len(prompts))],
             "image": [b"x"] * len(prompts), "image_id": ["i"] * len(prompts), "question": prompts,
             "prompt": prompts, "targets": ["{}"] * len(prompts),
             "noun_phrases": [[] for _ in prompts]}
@@ -82,3 +84,11 @@ def test_a_raising_batch_fails_the_stage_instead_of_writing_error_rows():
     with pytest.raises(RuntimeError, match="device fell over"):
         s(rows(["ab", "boom", "ef"]))
     assert s.vlm.calls == [("full", 576, 3)]
+
+
+def test_each_benchmark_generates_with_its_own_limit():
+    s = stage(VARIANTS[:1])
+    s.max_new_tokens = {"pope": 128, "mmvet": 1024}
+    out = s(rows(["ab", "cd", "ef"], benchmarks=["pope", "mmvet", "pope"])).to_pylist()
+    assert s.vlm.limits == [(128, ["ab", "ef"]), (1024, ["cd"])]
+    assert sorted((r["sample_id"], r["prediction"]) for r in out) == [("0", "ba"), ("1", "dc"), ("2", "fe")]

@@ -43,19 +43,21 @@ def get_benchmark(name: str) -> Benchmark:
 
 def iter_samples(benchmark: str | Benchmark, *, hf_id: str | None = None, config: str | None = None,
                  split: str | None = None, data_files: Any = None, streaming: bool = False,
-                 limit: int | None = None) -> Iterator[dict]:
+                 revision: str | None = None, limit: int | None = None) -> Iterator[dict]:
     """Common-schema samples of one benchmark split, at most ``limit``.
 
     ``data_files`` (a path, list or ``{split: path}``; GQA: ``{"instructions": ..., "images": ...}``)
     reads local Parquet through ``load_dataset("parquet", ...)``; otherwise ``hf_id``/``config``/
-    ``split`` (default: the card's) name the hub dataset. The schema is validated before the first
+    ``split`` (default: the card's) name the hub dataset, read at ``revision`` (a pinned dataset
+    commit) when given. The schema is validated before the first
     sample (``SchemaError``). In memory, rows of one image are made adjacent; with
     ``streaming=True`` the dataset's own order is kept.
     """
     card = get_benchmark(benchmark) if isinstance(benchmark, str) else benchmark
     if limit is not None and limit < 0:
         raise ValueError(f"limit must be >= 0, got {limit}")
-    rows = card.load_rows(hf_id=hf_id, config=config, split=split, data_files=data_files, streaming=streaming)
+    rows = card.load_rows(hf_id=hf_id, config=config, split=split, data_files=data_files, streaming=streaming,
+                          revision=revision)
     for n, (index, row) in enumerate(rows):
         if limit is not None and n >= limit:
             return

@@ -1,9 +1,10 @@
 """What every benchmark card shares: schema check, row -> sample, loading, prompt pieces.
 
 A card (one module per benchmark) is mostly data: the default HF id / config / split, the
-columns it reads with their type family, the column that names a row and the one that names its
-image, the headline metric; code only where the benchmark truly differs (``prompt``,
-``targets``, ``score``).
+columns it reads with their type family (or the families it accepts), columns it reads when a
+mirror has them, the column that names a row and the one that names its image, the headline
+metric; code only where the benchmark truly differs (``prompt``, ``targets``, ``score``).
+A pinned dataset commit (``revision``) is passed to ``datasets.load_dataset`` as is.
 
 A sample (one per dataset row) is the common schema every later stage reads::
 
@@ -75,18 +76,22 @@ def type_family(feature: Any) -> str:
 
 
 def check_columns(benchmark: str, schema: datasets.Features | pa.Schema | Mapping | None,
-                  columns: Mapping[str, str], table: str = "") -> None:
-    """Raise ``SchemaError`` unless ``schema`` has each of ``columns`` with its type family."""
+                  columns: Mapping[str, str | tuple[str, ...]], table: str = "",
+                  optional: Mapping[str, str | tuple[str, ...]] | None = None) -> None:
+    """Raise ``SchemaError`` unless ``schema`` has each of ``columns`` with its type family (one of
+    them, for a tuple) and each ``optional`` column it has with its family."""
     where = f" of the {table} table" if table else ""
     if schema is None:
         raise SchemaError(benchmark, {"*": f"unknown: the dataset{where} declares no features"})
     features = as_features(schema)
     problems = {}
-    for column, family in columns.items():
+    wanted = {**{c: f for c, f in (optional or {}).items() if c in features}, **columns}
+    for column, family in wanted.items():
+        families = (family,) if isinstance(family, str) else family
         if column not in features:
             problems[column] = f"is missing{where} (columns: {sorted(features)})"
-        elif (found := type_family(features[column])) != family:
-            problems[column] = f"{where.strip()} has type {found}, expected {family}".strip()
+        elif (found := type_family(features[column])) not in families:
+            problems[column] = f"{where.strip()} has type {found}, expected {' or '.join(families)}".strip()
     if problems:
         raise SchemaError(benchmark, problems)
 
@@ -139,11 +144,13 @@ def resolve_split(data_files: Any, split: str | None, default: str) -> tuple[Any
     return files, split
 
 
-def open_split(hf_id: str, config: str | None, split: str, data_files: Any, streaming: bool):
-    """The split as a ``datasets`` (Iterable)Dataset: local Parquet files when given, else the hub."""
+def open_split(hf_id: str, config: str | None, split: str, data_files: Any, streaming: bool,
+               revision: str | None = None):
+    """The split as a ``datasets`` (Iterable)Dataset: local Parquet files when given, else the hub
+    (at ``revision``, a commit / tag / branch of the dataset repository, when given)."""
     if data_files is not None:
         return datasets.load_dataset("parquet", data_files=data_files, split=split, streaming=streaming)
-    return datasets.load_dataset(hf_id, config, split=split, streaming=streaming)
+    return datasets.load_dataset(hf_id, config, split=split, streaming=streaming, revision=revision)
 
 
 def grouped_order(keys: list[str]) -> list[int] | None:
@@ -163,7 +170,8 @@ class Benchmark:
     hf_id: str
     config: str | None = None
     split: str
-    columns: ClassVar[dict[str, str]]  # column -> type family it must have
+    columns: ClassVar[dict[str, str | tuple[str, ...]]]  # column -> type family (or families) it must have
+    optional_columns: ClassVar[dict[str, str]] = {}  # read when the dataset has them
     id_column: ClassVar[str | None] = None  # sample_id; None -> the row's position in the split
     image_id_column: ClassVar[str | None] = None  # image_id (and grouping key); None -> hash of the bytes
     image_column: ClassVar[str] = "image"
@@ -190,7 +198,7 @@ class Benchmark:
     def validate(self, schema: datasets.Features | pa.Schema | Mapping | None) -> None:
         """Raise ``SchemaError`` (naming benchmark and column) unless every required column is there
         with its type family."""
-        check_columns(self.name, schema, self.columns)
+        check_columns(self.name, schema, self.columns, optional=self.optional_columns)
 
     # -- row -> sample ------------------------------------------------------------------------
     def prompt(self, row: Mapping) -> str:
@@ -207,7 +215,7 @@ class Benchmark:
         return str(index)
 
     def image_id(self, row: Mapping, image: bytes | None) -> str:
-        if self.image_id_column is not None:
+        if self.image_id_column is not None and self.image_id_column in row:
             return str(row[self.image_id_column])
         return bytes_id(image)
 
@@ -225,14 +233,16 @@ class Benchmark:
 
     # -- loading ------------------------------------------------------------------------------
     def load_rows(self, *, hf_id: str | None = None, config: str | None = None, split: str | None = None,
-                  data_files: Any = None, streaming: bool = False) -> Iterator[tuple[int, dict]]:
+                  data_files: Any = None, streaming: bool = False,
+                  revision: str | None = None) -> Iterator[tuple[int, dict]]:
         """``(position in the split, row)`` with the image left encoded, after validating the schema.
 
         In-memory datasets are reordered so that rows of one image are adjacent (first appearance
         order, stable); a streamed dataset keeps its own order.
         """
         files, split = resolve_split(data_files, split, self.split)
-        ds = open_split(hf_id or self.hf_id, config if config is not None else self.config, split, files, streaming)
+        ds = open_split(hf_id or self.hf_id, config if config is not None else self.config, split, files, streaming,
+                        revision)
         self.validate(ds.features)
         yield from self._encoded_rows(ds, streaming)
 
@@ -240,7 +250,7 @@ class Benchmark:
         if isinstance(ds.features[self.image_column], datasets.Image):
             ds = ds.cast_column(self.image_column, datasets.Image(decode=False))
         order = None
-        if not streaming and self.image_id_column is not None:
+        if not streaming and self.image_id_column in ds.features:
             keys = ds.select_columns([self.image_id_column]).to_list()
             order = grouped_order([self.image_id(row, None) for row in keys])
         if order is None:
@@ -265,16 +275,20 @@ def with_targets(df: pl.DataFrame, dtype: pl.Struct) -> pl.DataFrame:
     return df.select("sample_id", ANSWERED, pl.col("targets").str.json_decode(dtype)).unnest("targets")
 
 
-def vqa_accuracy_score(df: pl.DataFrame) -> dict[str, float]:
-    """``{"accuracy": mean VQA accuracy}`` from the annotators' ``answers`` in the targets.
+def vqa_accuracy_score(df: pl.DataFrame, scorer: str = "textvqa") -> dict[str, float]:
+    """``{"accuracy": mean VQA accuracy}`` from the annotators' ``answers`` in the targets, by the
+    official rule of ``scorer``: ``"textvqa"`` (``evaluators.vqa``), ``"vqav2"`` or ``"vizwiz"``
+    (``evaluators.vqa_eval``).
 
     A split without answers (VQAv2 test-dev, VizWiz test: scored by the EvalAI server from the
     ``submission`` files) is not scored here: ``{}``.
     """
     from pipeline.evaluators.vqa import vqa_accuracy
+    from pipeline.evaluators.vqa_eval import vizwiz_accuracy, vqav2_accuracy
 
+    accuracy = {"textvqa": vqa_accuracy, "vqav2": vqav2_accuracy, "vizwiz": vizwiz_accuracy}[scorer]
     t = with_targets(df, pl.Struct({"answers": pl.List(pl.String)}))
     if not t["answers"].list.len().fill_null(0).gt(0).any():
         return {}
-    scores = vqa_accuracy(t["prediction"].to_list(), t["answers"].to_list())
+    scores = accuracy(t["prediction"].to_list(), t["answers"].to_list())
     return {"accuracy": sum(scores) / len(scores)}

@@ -48,7 +48,8 @@ class GQA(Benchmark):
         return {"accuracy": exact_match_frame(with_targets(df, TARGETS)).mean()}
 
     def load_rows(self, *, hf_id: str | None = None, config: str | None = None, split: str | None = None,
-                  data_files: Any = None, streaming: bool = False) -> Iterator[tuple[int, dict]]:
+                  data_files: Any = None, streaming: bool = False,
+                  revision: str | None = None) -> Iterator[tuple[int, dict]]:
         """Question rows with ``image`` set to the encoded bytes of their ``imageId`` (None if absent)."""
         hf_id = hf_id or self.hf_id
         card = self.with_source(config=config) if config is not None else self
@@ -60,9 +61,9 @@ class GQA(Benchmark):
         else:
             sources = [(None, split or self.split)] * 2
         (q_files, q_split), (i_files, i_split) = sources
-        questions = open_split(hf_id, card.config, q_split, q_files, streaming)
+        questions = open_split(hf_id, card.config, q_split, q_files, streaming, revision)
         self.validate(questions.features)
-        images = open_split(hf_id, card.images_config, i_split, i_files, streaming)
+        images = open_split(hf_id, card.images_config, i_split, i_files, streaming, revision)
         check_columns(self.name, images.features, IMAGE_COLUMNS, table="images")
         images = images.cast_column("image", datasets.Image(decode=False))
         if streaming:

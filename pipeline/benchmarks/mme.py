@@ -1,6 +1,8 @@
 """MME: the short-answer suffix replaces the dataset's " Please answer yes or no."; scores are
 100·acc + 100·acc+ per category (acc+: both questions of an image right), summed into
-``perception`` (10 categories, max 2000) and ``cognition`` (4 categories, max 800).
+``perception`` (10 categories, max 2000) and ``cognition`` (4 categories, max 800), with the
+yes/no/other parse of the MME authors' ``eval_tool/calculation.py`` (BradyFU/Awesome-Multimodal-
+Large-Language-Models, branch Evaluation); see ``pipeline.evaluators.mme``.
 
 The two questions of an image share its ``question_id`` (the image file); a sample is named by
 that id and a digest of its question.

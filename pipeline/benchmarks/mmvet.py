@@ -1,5 +1,6 @@
 """MM-Vet: the raw question, open-ended answers graded by a judge (e.g. an LLM) in [0, 1].
 
+Some mirrors have no ``image_source`` column: the image is then named by a digest of its bytes.
 Without a judge the benchmark is not scored: ``score`` returns ``{}`` and the report says
 "not scored" (never zero). ``MMVet(judge=fn)``: ``fn(question, answer, prediction) -> float``
 (``pipeline.evaluators.judge.Judge``); scores ``score`` and ``capability/{rec,ocr,...}``.
@@ -17,7 +18,8 @@ class MMVet(Benchmark):
     name = "mmvet"
     hf_id = "lmms-lab/MMVet"
     split = "test"
-    columns = {"question_id": STRING, "question": STRING, "answer": STRING, "image": IMAGE, "image_source": STRING}
+    columns = {"question_id": STRING, "question": STRING, "answer": STRING, "image": IMAGE}
+    optional_columns = {"image_source": STRING}
     id_column = "question_id"
     image_id_column = "image_source"
     headline = "score"

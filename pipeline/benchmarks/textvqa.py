@@ -1,5 +1,8 @@
 """TextVQA validation: short-answer prompt with LLaVA-1.5's OCR-token line, VQA accuracy.
 
+Scored as LLaVA's ``llava/eval/eval_textvqa.py`` does (``m4c_evaluator.TextVQAAccuracyEvaluator``:
+prediction and every answer through the EvalAI answer processor), ``pipeline.evaluators.vqa``.
+
 LLaVA-1.5 gave the model the dataset's OCR tokens (``\\nReference OCR token: a, b, c`` before the
 suffix, only when the row has tokens); ``TextVQA(ocr_tokens=False)`` asks without them, as
 lmms-eval does by default.

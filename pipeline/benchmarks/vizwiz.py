@@ -1,6 +1,11 @@
 """VizWiz-VQA val: the "Unanswerable" instruction before the short-answer suffix, VQA accuracy.
 
-The test split is scored by the EvalAI server from ``submission.vizwiz_submission``. VizWiz has
+Scored as the VizWiz challenge scores an upload: the prediction through the EvalAI answer processor
+(LLaVA's ``scripts/convert_vizwiz_for_submission.py``), then the VizWiz API's ``vqaEval.py``
+(vizwiz.org), which processes the prediction but compares it with the raw annotator answers; see
+``pipeline.evaluators.vqa_eval`` for where it differs from the VQAv2 server. The paper's VizWiz
+numbers are test-server scores; this card scores val. The test split is scored by the EvalAI
+server from ``submission.vizwiz_submission``. VizWiz has
 one question per image, named by ``question_id`` (the image file is ``{question_id}.jpg``).
 """
 from __future__ import annotations
@@ -27,4 +32,4 @@ class VizWiz(Benchmark):
                 "category": row.get("category")}
 
     def score(self, df):
-        return vqa_accuracy_score(df)
+        return vqa_accuracy_score(df, "vizwiz")

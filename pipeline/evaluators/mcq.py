@@ -1,4 +1,4 @@
-"""Multiple choice (ScienceQA-IMG, MMBench): letter extraction as in LLaVA-1.5, plain and circular accuracy.
+"""Multiple choice, ScienceQA-IMG: letter extraction as in LLaVA-1.5 (``llava/eval/eval_science_qa.py``), accuracy.
 
 ``extract_choice(text, options)`` (``options``: the letters this question offers, e.g. A-D), on the
 stripped text, first rule that applies:
@@ -8,10 +8,8 @@ stripped text, first rule that applies:
    so "B." alone matches neither rule 1 nor rule 2;
 3. ``The answer is ([A-Z]).`` matches exactly once → that letter if offered, else None;
 4. None.
-None is wrong. A null prediction (error row) is None.
-
-MMBench option columns A-E: an option is present unless null, empty, "nan" or "none" (any case),
-as in lmms-eval's MMBench prompt builder. Accuracies are fractions in [0, 1].
+None is wrong. A null prediction (error row) is None. Accuracies are fractions in [0, 1].
+MMBench is scored by ``mmbench`` (VLMEvalKit's matching), not by this rule.
 """
 from __future__ import annotations
 
@@ -22,9 +20,7 @@ import polars as pl
 from pipeline.evaluators.frame import as_string, named_like, require_columns, require_no_nulls, require_rows
 
 LLAVA_LETTERS = ("A", "B", "C", "D", "E")
-OPTION_COLUMNS = ("A", "B", "C", "D", "E")
 ANSWER_IS = r"The answer is ([A-Z])."
-GROUP_MODULUS = 1_000_000
 _WS = r"[\s\x1c-\x1f]"  # Python's str.isspace
 
 
@@ -77,12 +73,6 @@ def extract_choice(text: str | None, options: Sequence[str] | Mapping[str, str])
     return frame.select(extract_choice_expr(pl.col("text"), pl.col("options"))).item()
 
 
-def option_present_expr(col: str) -> pl.Expr:
-    """True where an MMBench option column holds an option (not null/empty/"nan"/"none")."""
-    value = pl.col(col).cast(pl.String).str.strip_chars()
-    return value.is_not_null() & ~value.str.to_lowercase().is_in(["", "nan", "none"])
-
-
 def _require_letters(df: pl.DataFrame, answer: str, options: pl.Expr, who: str) -> None:
     offered = df.select(options.list.contains(pl.col(answer))).to_series()
     if not offered.all():
@@ -106,35 +96,3 @@ def choice_accuracy(
     frame = frame.with_columns(prediction=as_string(df, pred_col))
     correct = extract_choice_expr(pl.col("prediction"), pl.col("options")) == pl.col("answer")
     return float(frame.select(correct.fill_null(False).mean()).item())
-
-
-def circular_accuracy(
-    df: pl.DataFrame, pred_col: str = "prediction", answer_col: str = "answer", index_col: str = "index"
-) -> float:
-    """MMBench circular accuracy: fraction of questions (rows sharing ``index % 1_000_000``, i.e. the
-    circular rotations of one question) answered right in every rotation.
-
-    ``df``: ``index`` (integer), ``answer`` (letter), ``prediction``, option columns A-D (E if present).
-    """
-    who = "circular_accuracy"
-    letters = [c for c in OPTION_COLUMNS if c in df.columns]
-    require_columns(df, {
-        pred_col: (pl.String, pl.Null), answer_col: (pl.String,), index_col: (pl.datatypes.IntegerType,),
-        **{c: (pl.String, pl.Null) for c in letters},
-    }, who)
-    for col in (answer_col, index_col):
-        require_no_nulls(df, col, who)
-    require_rows(df, who)
-    if not letters:
-        raise ValueError(f"{who}: no option columns (A-E) in {df.columns}")
-    options = pl.concat_list([pl.when(option_present_expr(c)).then(pl.lit(c)) for c in letters]).list.drop_nulls()
-    _require_letters(df, answer_col, options, who)
-    frame = df.select(
-        group=pl.col(index_col) % GROUP_MODULUS,
-        answer=pl.col(answer_col),
-        options=options,
-        prediction=as_string(df, pred_col),
-    )
-    correct = (extract_choice_expr(pl.col("prediction"), pl.col("options")) == pl.col("answer")).fill_null(False)
-    per_group = frame.group_by("group").agg(correct.all().alias("all_right"))
-    return float(per_group["all_right"].mean())

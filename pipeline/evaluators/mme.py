@@ -1,15 +1,24 @@
-"""MME: yes/no parsing as in lmms-eval's MME task and the official acc + acc+ category scores.
+"""MME: the yes/no parse and the acc + acc+ scores of the MME authors' ``calculation.py``.
 
-Parsing (lower-case, strip, '.' deleted): "yes"/"no" as is; a single character "y"/"n" → yes/no
-(any other single character → other); else "yes" within the first 4 characters → yes, else
-"no" there → no, else other. The gold answer gets the same lower/strip/'.' treatment.
+Follows ``eval_tool/calculation.py`` of BradyFU/Awesome-Multimodal-Large-Language-Models, branch
+Evaluation (``tools/eval_tool.zip``), as LLaVA-1.5 feeds it (``convert_answer_to_mme.py``: the
+stripped model output as the last column).
 
-Per category: ``100 · acc + 100 · acc+`` with ``acc`` = correct questions / questions and
-``acc+`` = images (rows sharing ``question_id``, two per image in MME) with every question right /
-images — the definition of MME's ``calculation.py``. ``perception`` and ``cognition`` are the sums
-over the categories of each group that are present in the data (a partial run gives a partial
-sum; a group with no category present is left out). Categories absent from the data are left out
-of the dict. A null prediction (error row) is wrong. ``n`` and ``n_errors`` are counted by the caller.
+Parsing (``parse_pred_ans``; the text is only lower-cased, never stripped or cleaned): "yes" or "no"
+as is; else "yes" if "yes" occurs in the first 4 characters, else "no" if "no" does, else "other".
+So "y", "n" and "Y." are "other", "Nope" and "not sure" are "no", "The answer is yes" is "other".
+(The tool reads the answer with its line's newline, which never changes the label: the first four
+characters still hold the "yes"/"no" of a short answer.) The gold answer is lower-cased and must
+be yes/no. "other" is wrong.
+
+Per category: ``100 · acc + 100 · acc+`` with ``acc`` = correct questions / questions (sklearn's
+``accuracy_score`` over yes/no/other) and ``acc+`` = images with every question right / images.
+The tool walks the answer file in consecutive pairs (two questions per image in MME); here an image
+is the set of rows sharing ``question_id`` (the same when every image has its two questions).
+``perception`` and ``cognition`` are the sums over the categories of each group present in the
+data (a partial run gives a partial sum; a group with no category present is left out).
+Categories absent from the data are left out of the dict. A null prediction (error row) is wrong.
+``n`` and ``n_errors`` are counted by the caller.
 """
 from __future__ import annotations
 
@@ -19,21 +28,15 @@ from pipeline.evaluators.frame import named_like, require_columns, require_no_nu
 
 PERCEPTION = ("existence", "count", "position", "color", "posters", "celebrity", "scene", "landmark", "artwork", "OCR")
 COGNITION = ("commonsense_reasoning", "numerical_calculation", "text_translation", "code_reasoning")
-_WS = r"[\s\x1c-\x1f]"  # Python's str.isspace
-
-
-def _clean(text: pl.Expr) -> pl.Expr:
-    return text.str.to_lowercase().str.replace_all(f"^{_WS}+|{_WS}+$", "").str.replace_all(".", "", literal=True)
 
 
 def parse_mme_expr(col: str | pl.Expr) -> pl.Expr:
     """"yes" / "no" / "other" per row of a String column (null stays null)."""
     source = pl.col(col) if isinstance(col, str) else col
-    text = _clean(source)
+    text = source.str.to_lowercase()
     prefix = text.str.slice(0, 4)
     return named_like(
         pl.when(text.is_in(["yes", "no"])).then(text)
-        .when(text.str.len_chars() == 1).then(text.replace_strict({"y": "yes", "n": "no"}, default="other"))
         .when(prefix.str.contains("yes", literal=True)).then(pl.lit("yes"))
         .when(prefix.str.contains("no", literal=True)).then(pl.lit("no"))
         .when(text.is_not_null()).then(pl.lit("other")),
@@ -42,7 +45,7 @@ def parse_mme_expr(col: str | pl.Expr) -> pl.Expr:
 
 
 def parse_mme(text: str) -> str:
-    """The MME answer rule on one string."""
+    """The MME tool's yes/no/other label of one answer."""
     if not isinstance(text, str):
         raise TypeError(f"parse_mme: expected str, got {type(text).__name__}")
     return pl.select(parse_mme_expr(pl.lit(text, dtype=pl.String))).item()
@@ -66,7 +69,7 @@ def mme_scores(
     unknown = set(df[category_col].unique()) - set(PERCEPTION) - set(COGNITION)
     if unknown:
         raise ValueError(f"{who}: column {category_col!r} has unknown MME categories {sorted(unknown)}")
-    gold = df.select(_clean(pl.col(answer_col))).to_series()
+    gold = df[answer_col].str.to_lowercase()
     if not gold.is_in(["yes", "no"]).all():
         raise ValueError(f"{who}: column {answer_col!r} must be yes/no, found {gold.unique().sort().to_list()[:5]}")
     scored = df.select(

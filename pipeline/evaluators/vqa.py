@@ -13,6 +13,10 @@ evaluation that LLaVA-1.5's TextVQA evaluator and VQAv2 submission script apply)
 5. split on whitespace; number words none/zero..ten → digits; articles a/an/the dropped;
    contraction table ("dont" → "don't", …) applied; words joined by one space.
 
+Steps 3-5 are the official ``vqaEval.py``'s own ``processPunctuation`` + ``processDigitArticle``;
+``process_series`` runs them alone (with step 3's digit-comma-digit rule: when the text holds a
+digit, a comma and a digit, every mark is deleted) for the server-side scorers of ``vqa_eval``.
+
 Each step is a polars expression over the whole column, run as its own stage on the rows it can
 change: a single nested expression would read each step's input many times and polars would
 recompute it (tens of times slower). ``normalize_expr`` wraps the stages as an expression.
@@ -24,9 +28,9 @@ prediction; for each answer i, ``acc_i = min(1, #(others equal to the prediction
 score is the mean of the ``acc_i``. It is computed as the exact rational
 ``Σ_i min(3, m - [gt_i = pred]) / (3N)`` rounded once, so it does not depend on summation order
 (the official loop sums floats and can differ in the last bit). Predictions and answers are always
-normalized (as the TextVQA evaluator does); the VQA server script skips normalization when all
-ground-truth answers are identical, which only matters for unnormalized ground truth.
-A null prediction (error row) scores 0.
+normalized: this is LLaVA's TextVQA evaluator (``llava/eval/m4c_evaluator.py``,
+``TextVQAAccuracyEvaluator``), the TextVQA scorer. VQAv2 and VizWiz are scored as their servers
+do, see ``vqa_eval``. A null prediction (error row) scores 0.
 """
 from __future__ import annotations
 
@@ -78,11 +82,17 @@ PUNCTUATIONS = (";", "/", "[", "]", '"', "{", "}", "(", ")", "=", "+", "\\", "_"
 PERIOD_STRIP_COUNT = 32  # re.UNICODE, passed as re.sub's count by the original
 
 _WS = r"[\s\x1c-\x1f]"  # Python's str.isspace
-# step 3 never sees "," or "?" (step 1 deleted them)
-_MARKS = tuple(p for p in PUNCTUATIONS if p not in ",?")
-_MARK_CLASS = "[" + "".join("\\" + p if p in "[]\\-^" else p for p in _MARKS) + "]"
-# word → replacement ("" drops the word): number map first, then articles, then contractions
-_WORD_MAP = {**{w: "" for w in ARTICLES}, **NUMBER_MAP, **CONTRACTIONS}
+_MARK_CLASS = "[" + "".join("\\" + p if p in "[]\\-^" else p for p in PUNCTUATIONS) + "]"
+_DIGIT_COMMA_DIGIT = r"\d,\d"
+
+
+def word_map(contractions: dict[str, str]) -> dict[str, str]:
+    """Step 5 as one word → replacement map ("" drops the word): number words, articles, contractions
+    (the keys of the three tables are disjoint, so the original's order of lookups is kept)."""
+    return {**{w: "" for w in ARTICLES}, **NUMBER_MAP, **contractions}
+
+
+_WORD_MAP = word_map(CONTRACTIONS)
 
 
 def _strip_ws(text: pl.Expr) -> pl.Expr:
@@ -100,8 +110,9 @@ def _tokenize(text: pl.Expr) -> pl.Expr:
 def _punctuation(text: pl.Expr) -> pl.Expr:
     """Step 3 (reads ``text`` once per mark: apply it to a materialized column)."""
     out = text
-    for p in _MARKS:
-        delete = text.str.contains(p + " ", literal=True) | text.str.contains(" " + p, literal=True)
+    digit_comma_digit = text.str.contains(_DIGIT_COMMA_DIGIT)
+    for p in PUNCTUATIONS:
+        delete = text.str.contains(p + " ", literal=True) | text.str.contains(" " + p, literal=True) | digit_comma_digit
         out = out.str.replace_all(p, pl.when(delete).then(pl.lit("")).otherwise(pl.lit(" ")), literal=True)
     return out
 
@@ -122,12 +133,12 @@ def _period_strip_capped(text: pl.Expr) -> pl.Expr:
     return text.str.split(".").list.eval(rejoined).list.join("")
 
 
-def _digit_article(text: pl.Expr) -> pl.Expr:
+def _digit_article(text: pl.Expr, words_to: dict[str, str] = _WORD_MAP) -> pl.Expr:
     """Step 5: whole-word replacement on words padded by their own spaces ("  w1  w2  ")."""
     words = _strip_ws(text.str.to_lowercase().str.replace_all(f"{_WS}+", " "))
     padded = pl.lit(" ") + words.str.replace_all(" ", "  ", literal=True) + pl.lit(" ")
     mapped = padded.str.replace_many(
-        [f" {w} " for w in _WORD_MAP], [f" {r} " for r in _WORD_MAP.values()], leftmost=True
+        [f" {w} " for w in words_to], [f" {r} " for r in words_to.values()], leftmost=True
     )
     return mapped.str.replace_all(" +", " ").str.strip_chars(" ")
 
@@ -148,12 +159,19 @@ def normalize_series(values: pl.Series) -> pl.Series:
 
     Each stage runs on the rows it can change (e.g. punctuation only where a mark occurs).
     """
-    text = _apply(values.cast(pl.String), _tokenize)
+    return process_series(_apply(values.cast(pl.String), _tokenize)).rename(values.name)
+
+
+def process_series(values: pl.Series, contractions: dict[str, str] = CONTRACTIONS) -> pl.Series:
+    """Steps 3-5 alone (``vqaEval``'s ``processPunctuation`` then ``processDigitArticle``) of a String
+    series, with the given contraction table; null stays null."""
+    text = values.cast(pl.String)
     text = _apply(text, _punctuation, text.str.contains(_MARK_CLASS))
     periods = text.str.count_matches(".", literal=True)
     text = _apply(text, _period_strip_capped, periods > PERIOD_STRIP_COUNT)
     text = _apply(text, _period_strip, (periods > 0) & (periods <= PERIOD_STRIP_COUNT))
-    return _apply(text, _digit_article).rename(values.name)
+    words_to = word_map(contractions)
+    return _apply(text, lambda t: _digit_article(t, words_to)).rename(values.name)
 
 
 def normalize_expr(col: str | pl.Expr) -> pl.Expr:
@@ -169,20 +187,16 @@ def normalize_answer(text: str) -> str:
     return normalize_series(pl.Series([text], dtype=pl.String))[0]
 
 
-def _normalized(*columns: pl.Series) -> list[pl.Series]:
-    """Normalize the distinct strings of ``columns`` once and map every value through them."""
+def distinct_mapped(step: Callable[[pl.Series], pl.Series], *columns: pl.Series) -> list[pl.Series]:
+    """``step`` on the distinct strings of ``columns`` once, every value mapped through the result."""
     distinct = pl.concat([c.drop_nulls() for c in columns]).unique()
-    normalized = normalize_series(distinct)
-    return [c.replace_strict(distinct, normalized, default=None, return_dtype=pl.String) for c in columns]
+    done = step(distinct)
+    return [c.replace_strict(distinct, done, default=None, return_dtype=pl.String) for c in columns]
 
 
-def vqa_accuracy_frame(df: pl.DataFrame, pred_col: str = "prediction", answers_col: str = "answers") -> pl.Series:
-    """Per-row VQA accuracy in [0, 1] (Float64, name ``vqa_accuracy``).
-
-    ``df[pred_col]``: String (null = error row, scores 0); ``df[answers_col]``: List(String), at
-    least one answer per row, no nulls (else ``ValueError`` naming the column and the row count).
-    """
-    who = "vqa_accuracy"
+def answer_lists(df: pl.DataFrame, pred_col: str, answers_col: str, who: str) -> tuple[pl.Series, pl.Series]:
+    """``(lengths, flat answers)`` of a prediction frame's ``answers_col``, after checking it:
+    List(String), at least one answer per row, no nulls (else ``ValueError`` naming the column)."""
     require_columns(df, {pred_col: (pl.String, pl.Null), answers_col: (pl.List,)}, who)
     answers = df[answers_col]
     if answers.dtype.inner not in (pl.String, pl.Null):
@@ -194,17 +208,37 @@ def vqa_accuracy_frame(df: pl.DataFrame, pred_col: str = "prediction", answers_c
     flat = answers.explode().cast(pl.String)
     if flat.null_count():
         raise ValueError(f"{who}: column {answers_col!r} has {flat.null_count()} null answer(s)")
-    pred, flat = _normalized(as_string(df, pred_col), flat)
+    return lengths, flat
+
+
+def flat_rows(lengths: pl.Series) -> pl.Series:
+    """The row of each flat answer (``lengths[r]`` copies of ``r``)."""
+    return pl.int_range(len(lengths), eager=True).repeat_by(lengths).explode()
+
+
+def accuracy_from_matches(equal: pl.Series, lengths: pl.Series) -> pl.Series:
+    """Per-row ``Σ_i min(3, m - [gt_i = pred]) / (3N)`` from the flat ``equal`` (Boolean, null = no
+    match) of answer i with its row's prediction; Float64 named ``vqa_accuracy``."""
     n = lengths.cast(pl.Int64)
     ends = n.cum_sum()  # answers of row r are flat[ends[r] - n[r] : ends[r]]
-    row = pl.int_range(df.height, eager=True).repeat_by(lengths).explode()
-    equal = (flat == pred.gather(row)).fill_null(False).cast(pl.Int64)
+    equal = equal.fill_null(False).cast(pl.Int64)
     cum = pl.concat([pl.Series([0], dtype=pl.Int64), equal.cum_sum()])
     matches = cum.gather(ends) - cum.gather(ends - n)
     hits_with = (matches - 1).clip(0, 3)  # answer i equals the prediction: the others hold m - 1
     hits_without = matches.clip(0, 3)
     total = matches * hits_with + (n - matches) * hits_without
     return (total.cast(pl.Float64) / (3 * n).cast(pl.Float64)).rename("vqa_accuracy")
+
+
+def vqa_accuracy_frame(df: pl.DataFrame, pred_col: str = "prediction", answers_col: str = "answers") -> pl.Series:
+    """Per-row VQA accuracy in [0, 1] (Float64, name ``vqa_accuracy``), both sides EvalAI-processed.
+
+    ``df[pred_col]``: String (null = error row, scores 0); ``df[answers_col]``: List(String), at
+    least one answer per row, no nulls (else ``ValueError`` naming the column and the row count).
+    """
+    lengths, flat = answer_lists(df, pred_col, answers_col, "vqa_accuracy")
+    pred, flat = distinct_mapped(normalize_series, as_string(df, pred_col), flat)
+    return accuracy_from_matches(flat == pred.gather(flat_rows(lengths)), lengths)
 
 
 def vqa_accuracy(predictions: list[str | None], answers: list[list[str]]) -> list[float]:

@@ -55,7 +55,8 @@ def flops_model(run_info: dict) -> str | None:
 
 
 def new_tokens(run_info: dict) -> int:
-    """``generation.max_new_tokens`` of the run's manifest (16 without ``run.json``)."""
+    """``generation.max_new_tokens`` of the run's manifest (16 without ``run.json``); benchmark
+    entries may set their own limit, the FLOPs estimate uses the manifest's."""
     return run_info["manifest"]["generation"]["max_new_tokens"] if run_info else DEFAULT_NEW_TOKENS
 
 

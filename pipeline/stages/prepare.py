@@ -75,6 +75,7 @@ def prepare_benchmark(
         split=source.split,
         data_files=resolve_data_files(source.data_files),
         streaming=source.streaming,
+        revision=source.revision,
         limit=limit,
     )
     for sample in samples:

@@ -21,10 +21,12 @@ class VLMStage:
     """Runs ``load_vlm(model_path).generate`` per variant on a batch of rows.
 
     ``variants``: the run's ``Variant``s; a row's ``pending`` column (list of ``Variant.key``),
-    when present, restricts it to the variants still to do.
+    when present, restricts it to the variants still to do. ``max_new_tokens``: one limit, or a
+    limit per benchmark (the row's ``benchmark``); rows of different limits in one batch are
+    generated in separate calls.
     """
 
-    def __init__(self, model_path: str, variants: list[Variant], run_id: str, max_new_tokens: int,
+    def __init__(self, model_path: str, variants: list[Variant], run_id: str, max_new_tokens: int | dict[str, int],
                  dtype: str | None = None, device: str | None = None):
         from pipeline.model import load_vlm
 
@@ -46,21 +48,32 @@ class VLMStage:
         todo = [r for r in rows if "pending" not in r or v.key in r["pending"]]
         if not todo:
             return []
+        limits = self.max_new_tokens
+        by_limit: dict[int, list[dict]] = {}
+        for r in todo:
+            by_limit.setdefault(limits if isinstance(limits, int) else limits[r["benchmark"]], []).append(r)
+        out = []
+        for limit, group in by_limit.items():
+            results = self._generate_rows(group, v, limit)
+            out.extend(_prediction_row(self.run_id, v, r, res) for r, res in zip(group, results, strict=True))
+        return out
+
+    def _generate_rows(self, rows: list[dict], v: Variant, max_new_tokens: int) -> list[dict]:
+        """Results for ``rows``, in order."""
         samples = [
             {"image": r["image"], "prompt": r["prompt"], "question": r["question"],
              "noun_phrases": r.get("noun_phrases")}
-            for r in todo
+            for r in rows
         ]
-        results = self._generate(samples, v)
-        return [_prediction_row(self.run_id, v, r, res) for r, res in zip(todo, results, strict=True)]
+        return self._generate(samples, v, max_new_tokens)
 
-    def _generate(self, samples: list[dict], v: Variant) -> list[dict]:
+    def _generate(self, samples: list[dict], v: Variant, max_new_tokens: int) -> list[dict]:
         """``generate`` for one variant; on CUDA each result also carries the batch's peak memory (MiB)."""
         cuda = self.vlm.device.type == "cuda"
         if cuda:
             torch.cuda.reset_peak_memory_stats(self.vlm.device)
         results = self.vlm.generate(samples, method=v.method, budget=v.budget,
-                                    max_new_tokens=self.max_new_tokens, **v.params)
+                                    max_new_tokens=max_new_tokens, **v.params)
         if cuda:
             peak = torch.cuda.max_memory_allocated(self.vlm.device) / 2**20
             results = [dict(r, peak_memory_mb=peak) for r in results]
