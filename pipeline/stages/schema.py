@@ -39,6 +39,7 @@ PREDICTION_SCHEMA = pa.schema(
         ("select_ms", pa.float64()),
         ("prefill_ms", pa.float64()),
         ("decode_ms", pa.float64()),
+        ("other_ms", pa.float64()),  # the model actor's batch time outside the four steps above, per row
         ("peak_memory_mb", pa.float64()),  # CUDA peak allocated during the row's batch; null on CPU
     ]
 )
