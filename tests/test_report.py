@@ -10,7 +10,7 @@ import pytest
 from test_plots import assert_png
 
 from pipeline.report import write_report
-from pipeline.report.efficiency import flops_model, new_tokens
+from pipeline.report.efficiency import flops_model, measured, new_tokens
 from pipeline.report.synthetic import write_synthetic_run
 from pipeline.report.writer import load_tables
 
@@ -95,3 +95,13 @@ def test_report_job_writes_heatmaps(run, capsys):
     assert len(maps) == 1 and f"](heatmaps/{maps[0].name})" in text
     assert job.main([str(run), "--heatmaps", "1", "--method", "nope"]) == 2
     assert "no prediction row" in capsys.readouterr().err
+
+
+def test_other_share_is_the_actor_time_outside_the_steps():
+    rows = pl.LazyFrame({"method": ["cls"] * 3, "budget": [64] * 3, "error": [None, None, "bad"],
+                         "n_visual": [576] * 3, "n_kept": [64] * 3, "n_text": [40] * 3,
+                         "vision_ms": [10.0, 10.0, 0.0], "select_ms": [1.0, 1.0, 0.0], "prefill_ms": [4.0, 4.0, 0.0],
+                         "decode_ms": [3.0, 3.0, 0.0], "other_ms": [2.0, 4.0, None]})
+    table = measured(rows)
+    assert table["other_ms"].to_list() == [3.0]
+    assert table["other_share"].to_list() == [pytest.approx(100.0 * 6.0 / 42.0)]

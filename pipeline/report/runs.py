@@ -25,7 +25,8 @@ METRICS_SCHEMA = {
     "n_errors": pl.Int64,
 }
 FIXTURE_PREFIX = "fixture:"
-TIMING_COLUMNS = ("vision_ms", "select_ms", "prefill_ms", "decode_ms")
+TIMING_COLUMNS = ("vision_ms", "select_ms", "prefill_ms", "decode_ms", "other_ms")
+OTHER_SHARE_COLUMN = "other_share"
 PEAK_MEMORY_COLUMN = "peak_memory_mb"
 
 

@@ -12,13 +12,13 @@ from pipeline.report import plots
 from pipeline.report.efficiency import FlopsFn, efficiency_table, new_tokens, resolve_flops_model
 from pipeline.report.heatmap import heatmaps_for_run
 from pipeline.report.headline import run_cards
-from pipeline.report.runs import (PEAK_MEMORY_COLUMN, TIMING_COLUMNS, check_run_dir, model_id,
-                                  predicted_benchmarks, read_metrics, read_run_info, scan_predictions)
+from pipeline.report.runs import (OTHER_SHARE_COLUMN, PEAK_MEMORY_COLUMN, TIMING_COLUMNS, check_run_dir,
+                                  model_id, predicted_benchmarks, read_metrics, read_run_info, scan_predictions)
 from pipeline.report.tables import aggregate, benchmark_table, headline_metrics, scored, to_markdown
 
 RUN_FIELDS = ("git_commit", "started", "finished", "limit")
 EFFICIENCY_COLUMNS = ("method", "budget", "rows", "n_visual", "n_kept", "n_text", "tflops", "reduction",
-                      *TIMING_COLUMNS, PEAK_MEMORY_COLUMN, "retention")
+                      *TIMING_COLUMNS, OTHER_SHARE_COLUMN, PEAK_MEMORY_COLUMN, "retention")
 
 
 def unscored(run_dir: Path, metrics: pl.DataFrame) -> list[str]:
@@ -50,11 +50,12 @@ def efficiency_section(table: pl.DataFrame, note: str | None, n_new: int) -> lis
         lines += ["TFLOPs: analytic (`icctp.flops.llava_flops`, total of vision, projector, prefill and "
                   f"{n_new} decoded tokens) at the mean kept count and median text length; reduction vs "
                   "the unpruned visual count.", ""]
-    lines += ["Latency: median ms over rows without error; peak memory in MiB when recorded; "
-              "retention: aggregate Acc. as % of `full`.", ""]
+    lines += ["Latency: median ms over rows without error; `other_ms`: the model actor's batch time outside "
+              "vision/select/prefill/decode, per row, and `other_share` its % of the actor's whole time; "
+              "peak memory in MiB when recorded; retention: aggregate Acc. as % of `full`.", ""]
     cols = [c for c in EFFICIENCY_COLUMNS if c in table.columns]
     digits = {"n_kept": 1, "n_visual": 0, "n_text": 0, "tflops": 3, "reduction": 1, "retention": 1,
-              PEAK_MEMORY_COLUMN: 0, **{c: 1 for c in TIMING_COLUMNS}}
+              PEAK_MEMORY_COLUMN: 0, OTHER_SHARE_COLUMN: 1, **{c: 1 for c in TIMING_COLUMNS}}
     return lines + [to_markdown(table.select(cols), digits), ""]
 
 
