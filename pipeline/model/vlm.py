@@ -7,7 +7,7 @@ keeps ``scaled_budget(budget, n_visual, 576)`` image positions inside the LLM (K
 ``K`` is its method kwarg).
 
 Per-row timings are the batch's wall time of each step divided evenly over the batch's valid rows
-(ms). A row whose input is bad (undecodable image, empty prompt or question, phrase not in the
+(ms); ``prefill_ms`` includes the assembly of the input embeddings. A row whose input is bad (undecodable image, empty prompt or question, phrase not in the
 question) gets ``error`` set and ``prediction=None``; the rest of the batch runs as usual.
 """
 from __future__ import annotations
@@ -112,7 +112,8 @@ class VLM:
 
         kept = steps.select(visuals, method, budget, seeds=[row.seed for row in rows], centers=centers,
                             **({} if method == "fastv" else method_kwargs))
-        timings["select_ms"] = now_ms(dev) - vision_done
+        select_done = now_ms(dev)
+        timings["select_ms"] = select_done - vision_done
 
         inputs = steps.assemble(self.model, [row.text_ids for row in rows], [row.image_pos for row in rows],
                                 visuals, kept)
@@ -121,8 +122,9 @@ class VLM:
             spans = [(row.image_pos, v.n_visual, scaled_budget(budget, v.n_visual, steps.REFERENCE_TOKENS))
                      for row, v in zip(rows, visuals)]
             runner = fastv.FastVRunner(self.model, spans, **method_kwargs)
+        assembly_ms = now_ms(dev) - select_done
         result = steps.generate(self.model, inputs, max_new_tokens, self.eos_id, self.pad_id, runner=runner)
-        timings["prefill_ms"], timings["decode_ms"] = result.prefill_ms, result.decode_ms
+        timings["prefill_ms"], timings["decode_ms"] = assembly_ms + result.prefill_ms, result.decode_ms
         if runner is not None:
             kept = [steps.Kept(indices) for indices in runner.kept]
 
@@ -202,7 +204,8 @@ def load_vlm(path_or_hub_id, device="cpu", dtype=None) -> VLM:
         raise ValueError(f"{path}: model_type {config.model_type!r} is not one of {sorted(classes)}")
     device = torch.device(device)
     model = classes[config.model_type].from_pretrained(
-        path, dtype=resolve_dtype(dtype, device.type), use_safetensors=True, trust_remote_code=False, attn_implementation="sdpa"
+        path, dtype=resolve_dtype(dtype, device.type), use_safetensors=True, trust_remote_code=False,
+        attn_implementation="sdpa",
     ).to(device)
     processor = AutoProcessor.from_pretrained(path, trust_remote_code=False)
     return VLM(model, processor)
