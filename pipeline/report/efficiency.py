@@ -4,9 +4,8 @@ TFLOPs come from ``icctp.flops.llava_flops(model, n_visual, n_text, n_new)["tota
 ``n_visual`` = mean visual tokens entering the LLM (``n_kept``), ``n_text`` = median text tokens
 and ``n_new`` = the run's ``max_new_tokens``; the reduction is relative to the same call with the
 unpruned visual count (median ``n_visual``). Latencies are medians over the rows without error,
-in ms; peak memory (MiB) is the maximum of the optional ``peak_memory_mb`` column; ``other_share``
-is the model actor's time outside vision/select/prefill/decode as % of its whole time (sums over the
-rows without error; runs recorded before ``other_ms`` existed have none).
+in ms; peak memory (MiB) is the maximum of the optional ``peak_memory_mb`` column. ``other_share``:
+the model actor's time outside vision/select/prefill/decode as % of its whole time, over the run.
 """
 from __future__ import annotations
 
@@ -14,7 +13,7 @@ from collections.abc import Callable
 
 import polars as pl
 
-from pipeline.report.runs import OTHER_SHARE_COLUMN, PEAK_MEMORY_COLUMN, TIMING_COLUMNS, model_config, model_id
+from pipeline.report.runs import PEAK_MEMORY_COLUMN, TIMING_COLUMNS, model_config, model_id
 from pipeline.report.tables import ordered
 
 FlopsFn = Callable[..., dict]
@@ -31,17 +30,27 @@ def measured(predictions: pl.LazyFrame) -> pl.DataFrame:
             pl.col("n_visual").median().alias("n_visual"),
             pl.col("n_kept").mean().alias("n_kept"),
             pl.col("n_text").median().alias("n_text")]
-    timings = [c for c in TIMING_COLUMNS if c in names]
-    aggs += [pl.col(c).median().alias(c) for c in timings]
-    if "other_ms" in timings:
-        total = pl.sum_horizontal([pl.col(c).fill_null(0.0) for c in timings]).sum()
-        aggs.append((100.0 * pl.col("other_ms").sum() / total).alias(OTHER_SHARE_COLUMN))
+    aggs += [pl.col(c).median().alias(c) for c in TIMING_COLUMNS if c in names]
     if PEAK_MEMORY_COLUMN in names:
         aggs.append(pl.col(PEAK_MEMORY_COLUMN).max().alias(PEAK_MEMORY_COLUMN))
     out = ok.group_by("method", "budget").agg(aggs).collect()
-    empty = [c for c in (*TIMING_COLUMNS, OTHER_SHARE_COLUMN, PEAK_MEMORY_COLUMN)
+    empty = [c for c in (*TIMING_COLUMNS, PEAK_MEMORY_COLUMN)
              if c in out.columns and out[c].null_count() == out.height]
     return ordered(out.drop(empty))
+
+
+def other_share(predictions: pl.LazyFrame) -> float | None:
+    """% of the model actor's time spent outside vision/select/prefill/decode (``other_ms``), over
+    the rows without error of the whole run (every variant shares a batch's ``other_ms``); None
+    when the run records no ``other_ms``."""
+    names = predictions.collect_schema().names()
+    if "other_ms" not in names:
+        return None
+    ok = predictions.filter(pl.col("error").is_null())
+    timings = [c for c in TIMING_COLUMNS if c in names]
+    sums = ok.select([pl.col(c).fill_null(0.0).sum() for c in timings]).collect().row(0, named=True)
+    total = sum(sums.values())
+    return 100.0 * sums["other_ms"] / total if total else None
 
 
 def flops_model(run_info: dict) -> str | None:

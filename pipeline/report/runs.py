@@ -26,7 +26,6 @@ METRICS_SCHEMA = {
 }
 FIXTURE_PREFIX = "fixture:"
 TIMING_COLUMNS = ("vision_ms", "select_ms", "prefill_ms", "decode_ms", "other_ms")
-OTHER_SHARE_COLUMN = "other_share"
 PEAK_MEMORY_COLUMN = "peak_memory_mb"
 
 
