@@ -115,34 +115,51 @@ def phrase_token_ids(question: str, phrases: list[Phrase], tokenizer) -> list[li
     return [_ids_in_span(ids, offsets, phrase) for phrase in phrases]
 
 
-def question_centers(question: str, phrases: list[Phrase], tokenizer,
-                     embedding_weight: torch.Tensor) -> tuple[torch.Tensor, str]:
-    """Clustering centers of a question.
+def center_token_groups(question: str, phrases: list[Phrase], tokenizer) -> tuple[list[list[int]], str]:
+    """Token-id groups whose embedding means are the question's clustering centers (no model needed).
 
-    ``embedding_weight``: (vocab, d) LLM input-embedding matrix, any float dtype and device.
-    Returns ``(centers, center_source)``: centers (K, d) float32 on the embedding's device, one per
-    phrase that maps to at least one token (mean of its rows), and ``"nouns"``; when no phrase maps to
-    a token (or ``phrases`` is empty) one center, the mean over all question tokens, and
-    ``"instruction"``. Raises ValueError for an empty question or a token id outside the vocabulary.
+    Returns ``(groups, center_source)``: one group per phrase that maps to at least one token, and
+    ``"nouns"``; when no phrase maps to a token (or ``phrases`` is empty) one group, all question
+    tokens, and ``"instruction"``. Raises ValueError for an empty question, a slow tokenizer or a
+    phrase span that does not match the question.
     """
-    if embedding_weight.ndim != 2:
-        raise ValueError(f"embedding_weight must be (vocab, d), got shape {tuple(embedding_weight.shape)}")
     ids, offsets = _question_offsets(question, tokenizer)
-    vocab = embedding_weight.shape[0]
-    if max(ids) >= vocab:
-        raise ValueError(f"token id {max(ids)} is outside the embedding matrix of {vocab} rows")
     groups = []
     for phrase in phrases:
         _check_span(question, phrase)
         group = _ids_in_span(ids, offsets, phrase)
         if group:
             groups.append(group)
-    source = "nouns" if groups else "instruction"
     if not groups:
-        groups = [ids]
+        return [ids], "instruction"
+    return groups, "nouns"
+
+
+def centers_from_groups(groups: list[list[int]], embedding_weight: torch.Tensor) -> torch.Tensor:
+    """Centers (K, d) float32 on the embedding's device: the mean embedding row of each of K groups.
+
+    ``embedding_weight``: (vocab, d) LLM input-embedding matrix, any float dtype and device.
+    Raises ValueError for a matrix that is not 2-D or a token id outside the vocabulary.
+    """
+    if embedding_weight.ndim != 2:
+        raise ValueError(f"embedding_weight must be (vocab, d), got shape {tuple(embedding_weight.shape)}")
+    vocab = embedding_weight.shape[0]
+    top = max(max(g) for g in groups)
+    if top >= vocab:
+        raise ValueError(f"token id {top} is outside the embedding matrix of {vocab} rows")
     weight = embedding_weight.detach()
     centers = [weight[torch.tensor(g, device=weight.device)].float().mean(dim=0) for g in groups]
-    return torch.stack(centers), source  # (K, d)
+    return torch.stack(centers)  # (K, d)
+
+
+def question_centers(question: str, phrases: list[Phrase], tokenizer,
+                     embedding_weight: torch.Tensor) -> tuple[torch.Tensor, str]:
+    """Clustering centers of a question: ``center_token_groups`` then ``centers_from_groups``.
+
+    Returns ``(centers (K, d) float32, center_source)``; raises ValueError as those two do.
+    """
+    groups, source = center_token_groups(question, phrases, tokenizer)
+    return centers_from_groups(groups, embedding_weight), source
 
 
 def pad_centers(centers: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -117,6 +117,9 @@ class Compute(_Strict):
     num_gpus: float = Field(0, ge=0, description="GPUs per model actor; 0 = CPU")
     vlm_num_cpus: float = Field(1.0, gt=0)
     nouns_num_cpus: float = Field(0.25, gt=0)
+    preprocess_actors: int | None = Field(None, ge=1, description="image/text preprocessing actors; "
+                                          "default: autoscale from 1 to a quarter of the cluster's CPUs")
+    preprocess_num_cpus: float = Field(0.5, gt=0)
     shard_rows: int = Field(64, ge=1, description="rows per input shard (never splits one image's rows)")
     block_rows: int = Field(32, ge=1, description="rows per Ray block: how much work a crash can lose")
 

@@ -4,7 +4,8 @@ The data path, top to bottom::
 
     prepare (driver, per benchmark: HF split → inputs/benchmark=*/shard-*.parquet)
       → read_parquet → repartition(block_rows) → [PendingFilter on resume]
-      → nouns (CPU actors) → vlm (model actors, GPU or CPU) → write (atomic part files)
+      → nouns (CPU actors) → preprocess (CPU actors: decode, image processor, tokenize)
+      → vlm (model actors, GPU or CPU: vision, select, assemble, generate) → write (atomic part files)
       → score (driver, polars) → metrics.parquet, report.md
 
 Run directory: ``run.json``, ``inputs/``, ``predictions/benchmark=*/variant=*/budget=*/``,
@@ -28,8 +29,10 @@ import polars as pl
 
 from pipeline.fixtures import tiny_model_path
 from pipeline.manifest import FIXTURE_PREFIX, Manifest
+from pipeline.model.vlm import resolve_dtype
 from pipeline.report import write_report
 from pipeline.stages.nouns import NounStage
+from pipeline.stages.preprocess import PreprocessStage
 from pipeline.stages.prepare import input_ids, prepare_benchmark, write_json_atomic
 from pipeline.stages.resume import PendingFilter, drop_error_rows, scan_done
 from pipeline.stages.score import check_complete, read_predictions, score_predictions, scoring_card
@@ -157,11 +160,17 @@ def run_eval(manifest: Manifest, run_dir: Path, *, limit: int | None = None, add
                                 batch_size=None, compute=ActorPoolStrategy(size=1), num_cpus=0.25)
         ds = ds.map_batches(NounStage, batch_format="pyarrow", batch_size=compute.block_rows,
                             compute=ActorPoolStrategy(size=compute.nouns_actors), num_cpus=compute.nouns_num_cpus)
+        model_path = resolve_model_path(manifest.model.path)
+        dtype = str(resolve_dtype(manifest.model.dtype, "cuda" if compute.num_gpus else "cpu")).removeprefix("torch.")
+        preprocess_actors = compute.preprocess_actors or max(1, int(ray.cluster_resources().get("CPU", 1)) // 4)
+        ds = ds.map_batches(PreprocessStage, fn_constructor_args=(model_path, dtype), batch_format="pyarrow",
+                            batch_size=compute.batch_size, num_cpus=compute.preprocess_num_cpus,
+                            compute=ActorPoolStrategy(min_size=1, max_size=preprocess_actors))
         ds = ds.map_batches(
             VLMStage,
-            fn_constructor_kwargs=dict(model_path=resolve_model_path(manifest.model.path), variants=variants,
+            fn_constructor_kwargs=dict(model_path=model_path, variants=variants,
                                        run_id=info["run_id"], max_new_tokens=manifest.max_new_tokens(),
-                                       dtype=manifest.model.dtype),
+                                       dtype=dtype),
             batch_format="pyarrow", batch_size=compute.batch_size, compute=ActorPoolStrategy(size=compute.vlm_actors),
             num_cpus=compute.vlm_num_cpus, num_gpus=compute.num_gpus or None,
         )

@@ -3,15 +3,14 @@
 Language model of the real LLaVA-1.5-7B width (hidden 4096, MLP 11008, 32 heads, vocab 32064)
 with 2 decoder layers, random init, fp32, inside a ``LlavaForConditionalGeneration`` whose vision
 tower is tiny and unused: the visual tokens (576 x 4096, random) are given directly to the adapter's
-assembly path. For each budget, the kept tokens (``icctp.baselines.select("cls")``; all at 576) are
-spliced into the text embeddings at ``<image>`` (``pipeline.model.assemble.splice``), the batch is
-left-padded (``assemble.left_pad``) and run through ``pipeline.model.generation.greedy`` up to the
-first token; the time is the adapter's own ``prefill_ms`` (decoder stack + LM head on the last
-position), and the process CPU time of the same call, which other processes on a shared machine
-inflate much less. Repeats go round-robin over the budgets (order rotated each round) after one
-warm-up, so load from other processes falls on every budget alike; medians are reported. One torch
-thread by default (``--threads``): on this 2-vCPU machine a second thread added no GEMM throughput.
-The last column, analytic prefill FLOPs / median CPU time, is the rate the hardware sustained.
+public steps. For each budget, the kept tokens (``steps.select`` with "cls"; all at 576) are spliced
+into the text embeddings at ``<image>`` and the batch is left-padded (``steps.assemble``), then run
+through ``steps.generate`` up to the first token; the time is the adapter's own ``prefill_ms``
+(decoder stack + LM head on the last position), and the process CPU time of the same call, which
+other processes on a shared machine inflate much less. Repeats go round-robin over the budgets (order
+rotated each round) after one warm-up, so load from other processes falls on every budget alike;
+medians are reported. One torch thread by default (``--threads``): on this 2-vCPU machine a second
+thread added no GEMM throughput. The last column, analytic prefill FLOPs / median CPU time, is the rate the hardware sustained.
 ``--profile`` adds a torch.profiler summary at 576 and 32 (top operators, matmul FLOP rate).
 
 Text: 60 tokens around ``<image>`` (35 before it, 25 after; the split does not change the cost), the
@@ -43,10 +42,9 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from benchlib import append_to_section, cpu_model  # noqa: E402
 from gpu_check import random_llava  # noqa: E402
-from icctp.baselines import select  # noqa: E402
 from icctp.flops import llava_flops  # noqa: E402
-from pipeline.model import compat, generation  # noqa: E402
-from pipeline.model.assemble import left_pad, splice  # noqa: E402
+from pipeline.model import steps  # noqa: E402
+from pipeline.model.visual import VisualTokens  # noqa: E402
 
 SECTION = "## Prefill vs budget (bench_prefill)"
 INTRO = ("`scripts/bench_prefill.py`: prefill time of a 2-layer LLaVA-1.5-7B-width language model at each\n"
@@ -86,30 +84,25 @@ class Inputs:
         self.visual = torch.randn(batch, N_VISUAL, hidden, generator=g) * 0.02  # (batch, n, d) fp32
         self.cls_attn = torch.softmax(torch.randn(batch, N_VISUAL, generator=g) * 2, dim=1)  # (batch, n)
 
-    def assembled(self, model, budget: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Kept visual tokens spliced at ``<image>`` and left-padded: embeds (B, L, d), mask, positions."""
-        if budget >= N_VISUAL:
-            kept = [torch.arange(N_VISUAL)] * len(self.text_ids)
-        else:
-            kept = select("cls", self.visual, self.cls_attn, budget)
-        embed = compat.input_embeddings(model)
-        sequences = [
-            splice(embed(ids), TEXT_BEFORE, visual[keep])
-            for ids, visual, keep in zip(self.text_ids, self.visual, kept)
-        ]
-        return left_pad(sequences)
+    def assembled(self, model, budget: int) -> steps.Assembled:
+        """Kept visual tokens spliced at ``<image>`` and left-padded (``steps.select`` + ``steps.assemble``)."""
+        grid, fixed = torch.arange(N_VISUAL), torch.empty(0, dtype=torch.long)
+        visuals = [VisualTokens(v, [grid], [a], fixed) for v, a in zip(self.visual, self.cls_attn)]
+        kept = steps.select(visuals, "cls", budget, seeds=[0] * len(visuals))
+        return steps.assemble(model, [ids.tolist() for ids in self.text_ids], [TEXT_BEFORE] * len(visuals),
+                              visuals, kept)
 
 
 @torch.no_grad()
 def prefill_seconds(model, inputs: Inputs, budget: int) -> tuple[float, float]:
     """(wall, CPU) seconds of the adapter's prefill of the assembled batch at ``budget``.
 
-    wall: the adapter's own ``prefill_ms``; CPU: process CPU time over the same ``greedy`` call
+    wall: the adapter's own ``prefill_ms``; CPU: process CPU time over the same ``steps.generate`` call
     (all threads), which other processes on a shared machine inflate much less than wall time.
     """
-    embeds, mask, positions = inputs.assembled(model, budget)
+    assembled = inputs.assembled(model, budget)
     cpu = time.process_time()
-    result = generation.greedy(model, embeds, mask, positions, 1, -1, 0)
+    result = steps.generate(model, assembled, 1, -1, 0)
     return result.prefill_ms / 1e3, time.process_time() - cpu
 
 

@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from icctp.budget import scaled_budget, split_budget
-from pipeline.model import generation, llava_next, load_vlm
+from pipeline.model import generation, llava_next, load_vlm, steps
 from test_model_llava import SHAPES, drawing, png
 
 SIZES = [(300, 300), (600, 300), (300, 600), (640, 480), (200, 500), (700, 690)]
@@ -22,6 +22,12 @@ def next_sample(i):
 pytestmark = pytest.mark.slow
 
 
+def encoded(vlm, images):
+    """Visual layouts of distinct images through the two halves: pixel_inputs (CPU), steps.encode."""
+    keys = [str(i) for i in range(len(images))]
+    return steps.encode(vlm.model, llava_next.pixel_inputs(vlm.processor, vlm.model.config, images, keys, vlm.dtype))
+
+
 @pytest.fixture(scope="module")
 def vlm(fixtures_root):
     return load_vlm(fixtures_root / "models" / "llava_next")
@@ -29,7 +35,7 @@ def vlm(fixtures_root):
 
 def test_packing_matches_stock(vlm):
     images = [drawing("red", size) for size in SIZES[:4]]
-    visuals = llava_next.visual_tokens(vlm.model, vlm.processor, images)
+    visuals = encoded(vlm, images)
     batch = vlm.processor.image_processor(images, return_tensors="pt")
     with torch.no_grad():
         stock = vlm.model.model.get_image_features(batch["pixel_values"], batch["image_sizes"]).pooler_output
@@ -73,7 +79,7 @@ def test_batched_equals_per_sample(vlm, method):
 
 def test_per_grid_budgets_and_newlines(vlm):
     images = [drawing("blue", size) for size in SIZES[:3]]
-    visuals = llava_next.visual_tokens(vlm.model, vlm.processor, images)
+    visuals = encoded(vlm, images)
     samples = [dict(next_sample(i), image=png(im)) for i, im in enumerate(images)]
     out = vlm.generate(samples, method="cls", budget=64, max_new_tokens=2)
     for o, visual in zip(out, visuals):

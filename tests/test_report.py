@@ -10,8 +10,8 @@ import pytest
 from test_plots import assert_png
 
 from pipeline.report import write_report
-from pipeline.report.efficiency import flops_model, new_tokens
 from pipeline.fixtures.synthetic_run import write_synthetic_run
+from pipeline.report.efficiency import flops_model, new_tokens, other_share
 from pipeline.report.writer import load_tables
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -98,3 +98,12 @@ def test_report_job_writes_heatmaps(run, capsys):
     assert len(maps) == 1 and f"](heatmaps/{maps[0].name})" in text
     assert job.main([str(run), "--heatmaps", "1", "--variant", "nope"]) == 2
     assert "no prediction row" in capsys.readouterr().err
+
+
+def test_other_share_is_the_actor_time_outside_the_steps():
+    rows = pl.LazyFrame({"method": ["cls"] * 3, "budget": [64] * 3, "error": [None, None, "bad"],
+                         "n_visual": [576] * 3, "n_kept": [64] * 3, "n_text": [40] * 3,
+                         "vision_ms": [10.0, 10.0, 0.0], "select_ms": [1.0, 1.0, 0.0], "prefill_ms": [4.0, 4.0, 0.0],
+                         "decode_ms": [3.0, 3.0, 0.0], "other_ms": [2.0, 4.0, None]})
+    assert other_share(rows) == pytest.approx(100.0 * 6.0 / 42.0)
+    assert other_share(rows.drop("other_ms")) is None

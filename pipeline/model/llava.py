@@ -1,7 +1,8 @@
 """LLaVA-1.5 adapter (transformers ``LlavaForConditionalGeneration``).
 
 Modifications relative to stock transformers:
-1. Images are encoded by ``vision.encode``: one tower pass per distinct image of the batch, features
+1. The image processor runs apart from the model (``pixel_inputs``, CPU), then images are encoded
+   by ``vision.encode``: one tower pass per distinct image of the batch, features
    of ``vision_feature_layer`` with CLS dropped, then the projector (same math as
    ``LlavaModel.get_image_features``); a pre-hook on that layer's attention also yields the CLS
    attention row (no eager attention, no n x n maps).
@@ -17,12 +18,19 @@ import torch
 from PIL import Image
 
 from pipeline.model import vision
-from pipeline.model.visual import VisualTokens
+from pipeline.model.visual import ImagePixels, VisualTokens
 
 
-def visual_tokens(model, processor, images: list[Image.Image]) -> list[VisualTokens]:
-    """Encode distinct RGB images (one batched tower call) into their visual layouts."""
-    pixels = processor.image_processor(images, return_tensors="pt")["pixel_values"]  # (N, 3, 336, 336)
+def pixel_inputs(processor, config, images: list[Image.Image], keys: list[str],
+                 dtype: torch.dtype) -> list[ImagePixels]:
+    """CPU half: the CLIP image processor (resize, center crop, normalize) on distinct RGB images."""
+    pixels = processor.image_processor(images, return_tensors="pt")["pixel_values"].to(dtype)  # (N, 3, 336, 336)
+    return [ImagePixels(key, pixels[i : i + 1], (im.height, im.width)) for i, (im, key) in enumerate(zip(images, keys))]
+
+
+def visual_tokens(model, images: list[ImagePixels]) -> list[VisualTokens]:
+    """Model half: encode distinct images (one batched tower call) into their visual layouts."""
+    pixels = torch.cat([im.pixel_values for im in images])  # (N, 3, 336, 336)
     features, cls_attn = vision.encode(model, pixels)  # (N, 576, d), (N, 576)
     n = features.shape[1]
     grid = torch.arange(n, device=features.device)

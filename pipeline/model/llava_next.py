@@ -1,7 +1,8 @@
 """LLaVA-NeXT adapter (transformers ``LlavaNextForConditionalGeneration``).
 
 Modifications relative to stock transformers:
-1. All grids (base + anyres crops) of the batch's distinct images go through ``vision.encode`` in one
+1. The any-resolution image processor (tiling into base + crops) runs apart from the model
+   (``pixel_inputs``, CPU). All grids of the batch's distinct images go through ``vision.encode`` in one
    tower pass, which also yields each grid's CLS attention row (pre-hook, no eager attention).
 2. Packing follows ``LlavaNextModel.pack_image_features`` (spatial_unpad): base grid, then the crops
    stitched into one map, unpadded to the image's aspect ratio, with ``image_newline`` at each row
@@ -18,7 +19,7 @@ import torch
 from PIL import Image
 
 from pipeline.model import compat, vision
-from pipeline.model.visual import VisualTokens
+from pipeline.model.visual import ImagePixels, VisualTokens
 
 NEWLINE = -1
 
@@ -45,13 +46,24 @@ def num_grids(image_size: tuple[int, int], config) -> int:
     return 1 + rows * cols
 
 
-def visual_tokens(model, processor, images: list[Image.Image]) -> list[VisualTokens]:
-    """Encode distinct RGB images (all their grids in one batched tower call) into visual layouts."""
-    config = model.config
+def pixel_inputs(processor, config, images: list[Image.Image], keys: list[str],
+                 dtype: torch.dtype) -> list[ImagePixels]:
+    """CPU half: the any-resolution image processor; each image keeps its own grids (base + crops)."""
     batch = processor.image_processor(images, return_tensors="pt")
-    sizes = [tuple(int(v) for v in s) for s in batch["image_sizes"]]
-    counts = [num_grids(size, config) for size in sizes]
-    pixels = torch.cat([batch["pixel_values"][i, :c] for i, c in enumerate(counts)])  # (sum P, 3, 336, 336)
+    out = []
+    for i, key in enumerate(keys):
+        size = tuple(int(v) for v in batch["image_sizes"][i])
+        count = num_grids(size, config)
+        out.append(ImagePixels(key, batch["pixel_values"][i, :count].to(dtype), size))  # (P, 3, 336, 336)
+    return out
+
+
+def visual_tokens(model, images: list[ImagePixels]) -> list[VisualTokens]:
+    """Model half: encode distinct images (all their grids in one batched tower call) into visual layouts."""
+    config = model.config
+    sizes = [im.image_size for im in images]
+    counts = [im.pixel_values.shape[0] for im in images]
+    pixels = torch.cat([im.pixel_values for im in images])  # (sum P, 3, 336, 336)
     features, cls_attn = vision.encode(model, pixels)  # (sum P, n, d), (sum P, n)
     n = features.shape[1]
     newline = compat.image_newline(model).to(features.dtype)

@@ -1,9 +1,24 @@
-"""The visual-token layout of one image as the language model sees it, before pruning."""
+"""One image on its way to the language model: pixels for the tower (``ImagePixels``, from the CPU
+half of a family module) and the visual-token layout before pruning (``VisualTokens``)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import torch
+
+
+@dataclass
+class ImagePixels:
+    """One distinct image, ready for the vision tower.
+
+    key: identity of the decoded image (``images.image_key``); pixel_values: (P, 3, S, S) in the
+    model's dtype, P = 1 for LLaVA-1.5, base + anyres crops for LLaVA-NeXT (S = the tower's input
+    side, 336); image_size: (height, width) of the decoded RGB image.
+    """
+
+    key: str
+    pixel_values: torch.Tensor
+    image_size: tuple[int, int]
 
 
 @dataclass

@@ -1,53 +1,31 @@
-"""``load_vlm`` and ``VLM.generate``: decode, encode once per image, prune, assemble, decode greedily.
+"""``load_vlm`` and ``VLM``: preprocess (CPU), then encode → select → assemble → generate.
 
-Budgets are per 576 visual tokens: an image with n feature tokens keeps
-``icctp.budget.scaled_budget(budget, n, 576)`` of them (LLaVA-1.5: ``min(budget, 576)``), split
-over its grids by ``split_budget``; LLaVA-NeXT newline tokens are kept on top and counted in
-``n_kept``. ``kept_indices`` are positions in the image's visual sequence (as the stock model
-splices it); ``kept_clusters`` (icctp only) align with them: cluster index, -1 for global
-preselection (and grids kept whole), -2 for NeXT newlines. Merged tokens (visionzip) follow the
-kept ones and count in ``n_kept``. FastV keeps ``scaled_budget(budget, n_visual, 576)`` image
-positions inside the LLM (K=2 by default; ``K`` is its method kwarg).
+``VLM.generate(samples)`` = ``Preprocessor.prepare`` (``pipeline.model.inputs``: checks, decoding,
+image processor, tokenization) + ``VLM.answer`` (``pipeline.model.steps`` on a prepared batch: the
+model actor's whole job). Budgets, kept positions and clusters are as ``steps`` describes; FastV
+keeps ``scaled_budget(budget, n_visual, 576)`` image positions inside the LLM (K=2 by default;
+``K`` is its method kwarg).
 
-Per-row timings are the batch's wall time of each stage divided evenly over the batch's valid rows
-(ms). A row whose input is bad (undecodable image, empty prompt or question, phrase not in the
+Per-row timings are the batch's wall time of each step divided evenly over the batch's valid rows
+(ms); ``prefill_ms`` includes the assembly of the input embeddings. A row whose input is bad (undecodable image, empty prompt or question, phrase not in the
 question) gets ``error`` set and ``prediction=None``; the rest of the batch runs as usual.
 """
 from __future__ import annotations
 
 import contextlib
-import zlib
-from dataclasses import dataclass, field
 
 import torch
 
-from pipeline.model import compat, fastv, generation, images, llava, llava_next
-from pipeline.model.assemble import left_pad, splice
+from icctp.baselines import METHODS
+from icctp.budget import scaled_budget
+from icctp.nouns import centers_from_groups
+from pipeline.model import compat, fastv, steps
+from pipeline.model.inputs import Memo, PreparedBatch, PreparedSample, Preprocessor
 from pipeline.model.timing import now_ms
+from pipeline.stages.schema import STEP_TIMINGS
 
-REFERENCE_TOKENS = 576
 EXTRA_METHODS = ("fastv",)
-
-
-@dataclass
-class _Row:
-    """A sample after input checks: text ids with one ``<image>`` at ``image_pos``."""
-
-    image: object = None
-    key: str = ""
-    text_ids: list[int] = field(default_factory=list)
-    image_pos: int = -1
-    phrases: list = field(default_factory=list)
-    centers: torch.Tensor | None = None
-    center_source: str | None = None
-    seed: int = 0
-    error: str | None = None
-
-
-def _methods() -> tuple[str, ...]:
-    from icctp.baselines import METHODS
-
-    return tuple(METHODS) + EXTRA_METHODS
+ALL_METHODS = tuple(METHODS) + EXTRA_METHODS
 
 
 class VLM:
@@ -57,85 +35,37 @@ class VLM:
         self.model = model.eval()
         self.processor = processor
         self.tokenizer = processor.tokenizer
-        self.is_next = model.config.model_type == "llava_next"
-        self.family = llava_next if self.is_next else llava
-        self.image_token_id = compat.image_token_id(model.config)
+        self.preprocessor = Preprocessor(processor, model.config, self.dtype)
+        self.image_token_id = self.preprocessor.image_token_id
         self.eos_id = self.tokenizer.eos_token_id
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.eos_id
         self._vision_cache: dict | None = None
-        self._decode_memo: dict[bytes, tuple] = {}
+        self._memo: Memo | None = None
 
     @contextlib.contextmanager
     def reuse_vision(self):
-        """Within this block, an image encoded by one ``generate`` call is reused by the next ones.
+        """Within this block, an image encoded by one ``answer``/``generate`` call is reused by the next.
 
         For running several methods/budgets on the same batch: the vision tower runs once per
         image; later calls report ``vision_ms`` of only what they encoded themselves.
         """
-        self._vision_cache, self._decode_memo = {}, {}
+        self._vision_cache, self._memo = {}, Memo()
         try:
             yield self
         finally:
-            self._vision_cache, self._decode_memo = None, {}
+            self._vision_cache, self._memo = None, None
 
     @property
     def device(self) -> torch.device:
         return compat.input_embeddings(self.model).weight.device
 
+    @property
+    def dtype(self) -> torch.dtype:
+        return compat.input_embeddings(self.model).weight.dtype
+
     def render(self, prompt: str) -> str:
         """The full text for a user turn ``prompt`` (chat template, one ``<image>``)."""
-        conversation = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
-        return self.processor.apply_chat_template(conversation, add_generation_prompt=True)
-
-    def _decoded(self, image) -> tuple:
-        """(RGB image, pixel key) of ``image``; encoded bytes seen before in this batch (or within
-        ``reuse_vision``) are not decoded again."""
-        if not isinstance(image, (bytes, bytearray)):
-            decoded = images.decode_image(image)
-            return decoded, images.image_key(decoded)
-        memo = self._decode_memo
-        if image not in memo:
-            decoded = images.decode_image(image)
-            memo[image] = (decoded, images.image_key(decoded))
-        return memo[image]
-
-    def _prepare(self, sample: dict, method: str) -> _Row:
-        row = _Row()
-        try:
-            prompt = sample.get("prompt")
-            if not isinstance(prompt, str) or not prompt.strip():
-                raise ValueError("empty prompt")
-            question = sample["question"] if "question" in sample else prompt
-            if not isinstance(question, str) or not question.strip():
-                raise ValueError("empty question")
-            row.image, row.key = self._decoded(sample.get("image"))
-            row.text_ids = self.tokenizer(self.render(prompt)).input_ids
-            where = [i for i, t in enumerate(row.text_ids) if t == self.image_token_id]
-            if len(where) != 1:
-                raise ValueError(f"rendered prompt must hold exactly one image token, found {len(where)}")
-            row.image_pos = where[0]
-            row.seed = zlib.crc32(f"{prompt}\0{row.key}".encode())
-            given = sample.get("noun_phrases")
-            if method == "icctp":
-                self._centers(row, question, given)
-            elif given is not None:
-                row.phrases = [str(p) for p in given]
-        except (ValueError, images.ImageError) as exc:
-            row.error = f"{type(exc).__name__}: {exc}"
-        return row
-
-    def _centers(self, row: _Row, question: str, given) -> None:
-        from icctp import nouns
-
-        if given is None:
-            from pipeline.nlp import load_spacy
-
-            phrases = nouns.noun_phrases(load_spacy()(question))
-        else:
-            phrases = nouns.locate_phrases(question, [str(p) for p in given])
-        weight = compat.input_embeddings(self.model).weight
-        centers, source = nouns.question_centers(question, phrases, self.tokenizer, weight)
-        row.phrases, row.centers, row.center_source = [p.text for p in phrases], centers, source
+        return self.preprocessor.render(prompt)
 
     @torch.no_grad()
     def generate(self, samples: list[dict], method: str = "icctp", budget: int = 64,
@@ -143,125 +73,88 @@ class VLM:
         """Answer each sample greedily with ``method`` keeping ``budget`` visual tokens (per 576).
 
         samples: dicts with ``image`` (bytes | PIL), ``prompt`` (user turn), ``question`` (for nouns;
-        the prompt when the key is absent; None or blank is an error row), ``noun_phrases`` (list[str] | None -> spaCy). Returns one dict per
-        sample, in order: prediction, n_visual, n_kept, n_text, kept_indices, kept_clusters,
-        noun_phrases, center_source, error, timings {vision_ms, select_ms, prefill_ms, decode_ms}.
+        the prompt when the key is absent; None or blank is an error row), ``noun_phrases``
+        (list[str] | None -> spaCy). Returns what ``answer`` returns.
         """
-        methods = _methods()
-        if method not in methods:
-            raise ValueError(f"unknown method {method!r}; expected one of {methods}")
-        if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
-            raise ValueError(f"budget must be an int >= 1, got {budget!r}")
-        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be an int >= 1, got {max_new_tokens!r}")
-        try:
-            return self._generate(samples, method, budget, max_new_tokens, method_kwargs)
-        finally:
-            if self._vision_cache is None:
-                self._decode_memo = {}
+        _check_arguments(method, budget, max_new_tokens)
+        prepared = self.preprocessor.prepare(samples, with_centers=method == "icctp", memo=self._memo)
+        return self.answer(prepared, method, budget, max_new_tokens, **method_kwargs)
 
-    def _generate(self, samples, method, budget, max_new_tokens, method_kwargs) -> list[dict]:
-        rows = [self._prepare(sample, method) for sample in samples]
-        outs = [self._empty(row) for row in rows]
-        live = [i for i, row in enumerate(rows) if row.error is None]
+    @torch.no_grad()
+    def answer(self, prepared: PreparedBatch, method: str = "icctp", budget: int = 64,
+               max_new_tokens: int = 16, **method_kwargs) -> list[dict]:
+        """Run encode → select → assemble → generate on a prepared batch.
+
+        Returns one dict per sample, in order: prediction, n_visual, n_kept, n_text, kept_indices,
+        kept_clusters, noun_phrases, center_source, error, timings {vision_ms, select_ms, prefill_ms,
+        decode_ms}.
+        """
+        _check_arguments(method, budget, max_new_tokens)
+        errors, centers = self._centers(prepared.samples) if method == "icctp" else \
+            ([s.error for s in prepared.samples], None)
+        outs = [_empty(s, method, error) for s, error in zip(prepared.samples, errors)]
+        live = [i for i, error in enumerate(errors) if error is None]
         if not live:
             return outs
-        rows = [rows[i] for i in live]
+        rows = [prepared.samples[i] for i in live]
+        centers = None if centers is None else [centers[i] for i in live]
+        dev = self.device
         timings = {}
 
-        start = now_ms(self.device)
+        start = now_ms(dev)
         cache = self._vision_cache if self._vision_cache is not None else {}
-        keys = [k for k in dict.fromkeys(row.key for row in rows) if k not in cache]
-        first = {row.key: row for row in reversed(rows)}
+        keys = [k for k in dict.fromkeys(row.image_key for row in rows) if k not in cache]
         if keys:
-            cache.update(zip(keys, self.family.visual_tokens(self.model, self.processor,
-                                                            [first[k].image for k in keys])))
-        encoded = cache
-        visuals = [encoded[row.key] for row in rows]
-        vision_done = now_ms(self.device)
+            cache.update(zip(keys, steps.encode(self.model, [prepared.images[k] for k in keys])))
+        visuals = [cache[row.image_key] for row in rows]
+        vision_done = now_ms(dev)
         timings["vision_ms"] = vision_done - start
 
+        kept = steps.select(visuals, method, budget, seeds=[row.seed for row in rows], centers=centers,
+                            **({} if method == "fastv" else method_kwargs))
+        select_done = now_ms(dev)
+        timings["select_ms"] = select_done - vision_done
 
-        if method in ("full", "fastv"):
-            picks = [_keep_all(v) for v in visuals]
-        else:
-            picks = self._select(method, budget, rows, visuals, method_kwargs)
-        timings["select_ms"] = now_ms(self.device) - vision_done
-
-        embed = compat.input_embeddings(self.model)
-        sequences = []
-        for row, visual, (kept, _, merged) in zip(rows, visuals, picks):
-            text = embed(torch.tensor(row.text_ids, device=self.device))  # (L, d)
-            tokens = visual.tokens[kept]
-            if merged is not None and merged.numel():
-                tokens = torch.cat([tokens, merged.to(tokens.dtype)])
-            sequences.append(splice(text, row.image_pos, tokens))
-        embeds, mask, positions = left_pad(sequences)
+        inputs = steps.assemble(self.model, [row.text_ids for row in rows], [row.image_pos for row in rows],
+                                visuals, kept)
         runner = None
         if method == "fastv":
-            spans = [(row.image_pos, v.n_visual, _scaled(budget, v.n_visual)) for row, v in zip(rows, visuals)]
+            spans = [(row.image_pos, v.n_visual, scaled_budget(budget, v.n_visual, steps.REFERENCE_TOKENS))
+                     for row, v in zip(rows, visuals)]
             runner = fastv.FastVRunner(self.model, spans, **method_kwargs)
-        result = generation.greedy(self.model, embeds, mask, positions, max_new_tokens, self.eos_id,
-                                   self.pad_id, runner=runner)
-        timings["prefill_ms"], timings["decode_ms"] = result.prefill_ms, result.decode_ms
+        assembly_ms = now_ms(dev) - select_done
+        result = steps.generate(self.model, inputs, max_new_tokens, self.eos_id, self.pad_id, runner=runner)
+        timings["prefill_ms"], timings["decode_ms"] = assembly_ms + result.prefill_ms, result.decode_ms
         if runner is not None:
-            picks = [(kept, None, None) for kept in runner.kept]
+            kept = [steps.Kept(indices) for indices in runner.kept]
 
         share = {name: value / len(rows) for name, value in timings.items()}
-        for slot, row, visual, (kept, clusters, merged), tokens in zip(live, rows, visuals, picks, result.tokens):
-            n_merged = 0 if merged is None else int(merged.shape[0])
+        for slot, row, visual, keep, tokens in zip(live, rows, visuals, kept, result.tokens):
             outs[slot].update(
                 prediction=self._decode(tokens),
                 n_visual=visual.n_visual,
-                n_kept=int(kept.numel()) + n_merged,
-                kept_indices=[int(i) for i in kept],
-                kept_clusters=None if clusters is None else [int(c) for c in clusters],
+                n_kept=keep.n_kept,
+                kept_indices=[int(i) for i in keep.indices],
+                kept_clusters=None if keep.clusters is None else [int(c) for c in keep.clusters],
                 timings=dict(share),
             )
         return outs
 
-    def _select(self, method, budget, rows, visuals, params):
-        """Kept positions, clusters and merged tokens per row; grids of equal size and budget share one call."""
-        from icctp.budget import split_budget
-
-        per_row = [[] for _ in rows]  # (grid, kept positions, clusters | None, merged | None)
-        jobs = {}
-        for r, visual in enumerate(visuals):
-            sizes = [int(g.numel()) for g in visual.grids]
-            total = _scaled(budget, visual.n_features)
-            for g, (grid, grid_budget) in enumerate(zip(visual.grids, split_budget(total, sizes))):
-                if grid_budget >= grid.numel():
-                    per_row[r].append((g, grid, None, None))
-                else:
-                    jobs.setdefault((int(grid.numel()), grid_budget), []).append((r, g))
-        centers = mask = None
-        if jobs:
-            from icctp.baselines import select
-        if jobs and method == "icctp":
-            from icctp.nouns import pad_centers
-
-            centers, mask = pad_centers([row.centers for row in rows])
-            centers, mask = centers.to(self.device), mask.to(self.device)
-        for (_, grid_budget), members in jobs.items():
-            tokens = torch.stack([visuals[r].tokens[visuals[r].grids[g]] for r, g in members])  # (G, n, d)
-            cls_attn = torch.stack([visuals[r].grid_cls[g] for r, g in members])  # (G, n)
-            kwargs = dict(seeds=[(rows[r].seed + 7919 * g) % 2**31 for r, g in members])
-            if centers is not None:
-                index = torch.tensor([r for r, _ in members], device=self.device)
-                kwargs.update(centers=centers[index], center_mask=mask[index])
-            selection = select(method, tokens.float(), cls_attn.float(), grid_budget, **kwargs, **params)
-            clusters = getattr(selection, "clusters", None)
-            merged = getattr(selection, "merged", None)
-            for j, (r, g) in enumerate(members):
-                grid = visuals[r].grids[g]
-                per_row[r].append((
-                    g,
-                    grid[selection[j].to(grid.device)],
-                    None if clusters is None else clusters[j],
-                    None if merged is None else merged[j],
-                ))
-        return [_combine(visual, sorted(parts, key=lambda p: p[0]), method)
-                for visual, parts in zip(visuals, per_row)]
+    def _centers(self, samples: list[PreparedSample]) -> tuple[list[str | None], list[torch.Tensor | None]]:
+        """Per sample: the error that stops it under icctp (input, phrases or token ids), else its
+        noun centers (K, d_llm) float32."""
+        weight = compat.input_embeddings(self.model).weight
+        errors, centers = [], []
+        for sample in samples:
+            error, center = sample.error or sample.center_error, None
+            if error is None:
+                try:
+                    center = centers_from_groups(sample.center_ids, weight)
+                except ValueError as exc:
+                    error = f"{type(exc).__name__}: {exc}"
+            errors.append(error)
+            centers.append(center)
+        return errors, centers
 
     def _decode(self, tokens: torch.Tensor) -> str:
         ids = tokens.tolist()
@@ -269,50 +162,33 @@ class VLM:
             ids = ids[: ids.index(self.eos_id)]
         return self.tokenizer.decode(ids, skip_special_tokens=True).strip()
 
-    @staticmethod
-    def _empty(row: _Row) -> dict:
-        return dict(
-            prediction=None, n_visual=None, n_kept=None,
-            n_text=len(row.text_ids) - 1 if row.text_ids else None,
-            kept_indices=None, kept_clusters=None, noun_phrases=list(row.phrases),
-            center_source=row.center_source, error=row.error,
-            timings=dict(vision_ms=0.0, select_ms=0.0, prefill_ms=0.0, decode_ms=0.0),
-        )
+
+def _check_arguments(method: str, budget: int, max_new_tokens: int) -> None:
+    if method not in ALL_METHODS:
+        raise ValueError(f"unknown method {method!r}; expected one of {ALL_METHODS}")
+    if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
+        raise ValueError(f"budget must be an int >= 1, got {budget!r}")
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be an int >= 1, got {max_new_tokens!r}")
 
 
-GLOBAL_CLUSTER = -1
-FIXED_CLUSTER = -2
-
-
-def _scaled(budget: int, n: int) -> int:
-    from icctp.budget import scaled_budget
-
-    return scaled_budget(budget, n, REFERENCE_TOKENS)
-
-
-def _keep_all(visual) -> tuple[torch.Tensor, None, None]:
-    return torch.arange(visual.n_visual, device=visual.tokens.device), None, None
-
-
-def _combine(visual, parts, method):
-    """Merge per-grid picks with the fixed positions: sorted kept positions, aligned clusters, merged tokens."""
-    kept = torch.cat([p[1] for p in parts] + [visual.fixed])
-    with_clusters = method == "icctp" and any(p[2] is not None for p in parts)
-    clusters = None
-    if with_clusters:
-        pieces = [p[2].to(kept.device) if p[2] is not None else torch.full_like(p[1], GLOBAL_CLUSTER) for p in parts]
-        clusters = torch.cat(pieces + [torch.full_like(visual.fixed, FIXED_CLUSTER)])
-    order = torch.argsort(kept)
-    kept = kept[order]
-    clusters = None if clusters is None else clusters[order]
-    merged = [p[3] for p in parts if p[3] is not None and p[3].numel()]
-    return kept, clusters, (torch.cat(merged) if merged else None)
+def _empty(sample: PreparedSample, method: str, error: str | None) -> dict:
+    """The output of a sample before (or instead of) running it."""
+    icctp = method == "icctp"
+    failed_centers = icctp and error is not None
+    return dict(
+        prediction=None, n_visual=None, n_kept=None, n_text=sample.n_text,
+        kept_indices=None, kept_clusters=None,
+        noun_phrases=[] if failed_centers else list(sample.phrases),
+        center_source=sample.center_source if icctp and error is None else None, error=error,
+        timings={name: 0.0 for name in STEP_TIMINGS},
+    )
 
 
 def load_vlm(path_or_hub_id, device="cpu", dtype=None) -> VLM:
     """Load a LLaVA-1.5 or LLaVA-NeXT checkpoint (picked from its config) with its processor.
 
-    Safetensors weights only, no remote code; ``dtype`` defaults to float32 on CPU, float16 else.
+    Safetensors weights only, no remote code; ``dtype``: see ``resolve_dtype``.
     """
     from transformers import (
         AutoConfig,
@@ -327,10 +203,17 @@ def load_vlm(path_or_hub_id, device="cpu", dtype=None) -> VLM:
     if config.model_type not in classes:
         raise ValueError(f"{path}: model_type {config.model_type!r} is not one of {sorted(classes)}")
     device = torch.device(device)
-    if dtype is None:
-        dtype = torch.float32 if device.type == "cpu" else torch.float16
     model = classes[config.model_type].from_pretrained(
-        path, dtype=dtype, use_safetensors=True, trust_remote_code=False, attn_implementation="sdpa"
+        path, dtype=resolve_dtype(dtype, device.type), use_safetensors=True, trust_remote_code=False,
+        attn_implementation="sdpa",
     ).to(device)
     processor = AutoProcessor.from_pretrained(path, trust_remote_code=False)
     return VLM(model, processor)
+
+
+def resolve_dtype(dtype: str | torch.dtype | None, device_type: str) -> torch.dtype:
+    """The model dtype: ``dtype`` (a name like "bfloat16" or a torch dtype), else float32 on CPU and
+    float16 on an accelerator."""
+    if dtype is None:
+        return torch.float32 if device_type == "cpu" else torch.float16
+    return dtype if isinstance(dtype, torch.dtype) else getattr(torch, dtype)

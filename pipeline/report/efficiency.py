@@ -4,7 +4,8 @@ TFLOPs come from ``icctp.flops.llava_flops(model, n_visual, n_text, n_new)["tota
 ``n_visual`` = mean visual tokens entering the LLM (``n_kept``), ``n_text`` = median text tokens
 and ``n_new`` = the run's ``max_new_tokens``; the reduction is relative to the same call with the
 unpruned visual count (median ``n_visual``). Latencies are medians over the rows without error,
-in ms; peak memory (MiB) is the maximum of the optional ``peak_memory_mb`` column.
+in ms; peak memory (MiB) is the maximum of the optional ``peak_memory_mb`` column. ``other_share``:
+the model actor's time outside vision/select/prefill/decode as % of its whole time, over the run.
 """
 from __future__ import annotations
 
@@ -36,6 +37,20 @@ def measured(predictions: pl.LazyFrame) -> pl.DataFrame:
     empty = [c for c in (*TIMING_COLUMNS, PEAK_MEMORY_COLUMN)
              if c in out.columns and out[c].null_count() == out.height]
     return ordered(out.drop(empty))
+
+
+def other_share(predictions: pl.LazyFrame) -> float | None:
+    """% of the model actor's time spent outside vision/select/prefill/decode (``other_ms``), over
+    the rows without error of the whole run (every variant shares a batch's ``other_ms``); None
+    when the run records no ``other_ms``."""
+    names = predictions.collect_schema().names()
+    if "other_ms" not in names:
+        return None
+    ok = predictions.filter(pl.col("error").is_null())
+    timings = [c for c in TIMING_COLUMNS if c in names]
+    sums = ok.select([pl.col(c).fill_null(0.0).sum() for c in timings]).collect().row(0, named=True)
+    total = sum(sums.values())
+    return 100.0 * sums["other_ms"] / total if total else None
 
 
 def flops_model(run_info: dict) -> str | None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import polars as pl
 
 from pipeline.report import plots
-from pipeline.report.efficiency import FlopsFn, efficiency_table, new_tokens, resolve_flops_model
+from pipeline.report.efficiency import FlopsFn, efficiency_table, new_tokens, other_share, resolve_flops_model
 from pipeline.report.heatmap import heatmaps_for_run
 from pipeline.report.headline import run_cards
 from pipeline.report.runs import (PEAK_MEMORY_COLUMN, TIMING_COLUMNS, check_run_dir, model_id,
@@ -42,7 +42,7 @@ def header(run_dir: Path, info: dict) -> list[str]:
     return lines + [""]
 
 
-def efficiency_section(table: pl.DataFrame, note: str | None, n_new: int) -> list[str]:
+def efficiency_section(table: pl.DataFrame, note: str | None, n_new: int, other: float | None = None) -> list[str]:
     lines = ["## Efficiency", ""]
     if note:
         lines += [f"TFLOPs not computed: {note}.", ""]
@@ -50,8 +50,12 @@ def efficiency_section(table: pl.DataFrame, note: str | None, n_new: int) -> lis
         lines += ["TFLOPs: analytic (`icctp.flops.llava_flops`, total of vision, projector, prefill and "
                   f"{n_new} decoded tokens) at the mean kept count and median text length; reduction vs "
                   "the unpruned visual count.", ""]
-    lines += ["Latency: median ms over rows without error; peak memory in MiB when recorded; "
+    lines += ["Latency: median ms over rows without error (`other_ms`: the model actor's batch time outside "
+              "vision/select/prefill/decode, shared over the batch's rows); peak memory in MiB when recorded; "
               "retention: aggregate Acc. as % of `full`.", ""]
+    if other is not None:
+        lines += [f"The model actor spent {other:.1f}% of its time outside vision/select/prefill/decode "
+                  "(all variants together).", ""]
     cols = [c for c in EFFICIENCY_COLUMNS if c in table.columns]
     digits = {"n_kept": 1, "n_visual": 0, "n_text": 0, "tflops": 3, "reduction": 1, "retention": 1,
               PEAK_MEMORY_COLUMN: 0, **{c: 1 for c in TIMING_COLUMNS}}
@@ -72,6 +76,7 @@ class RunTables:
     efficiency: pl.DataFrame | None  # efficiency_table; None without predictions
     flops_note: str | None
     n_new: int
+    other_share: float | None  # % of the model actor's time outside its four steps
 
 
 def load_tables(run_dir: Path, flops_fn: FlopsFn | None = None) -> RunTables:
@@ -84,11 +89,12 @@ def load_tables(run_dir: Path, flops_fn: FlopsFn | None = None) -> RunTables:
     agg = aggregate(head) if head is not None else None
     predictions = scan_predictions(run_dir)
     n_new = new_tokens(info)
-    table, note = None, None
+    table, note, other = None, None, None
     if predictions is not None:
         table, note = efficiency_table(predictions, agg, resolve_flops_model(info), n_new, flops_fn)
+        other = other_share(predictions)
     return RunTables(run_dir, str(info.get("run_id", run_dir.name)), info, metrics, cards, head, agg,
-                     table, note, n_new)
+                     table, note, n_new, other)
 
 
 def run_plots(tables: RunTables, out_dir: Path, accuracy: bool = True) -> list[Path]:
@@ -141,7 +147,7 @@ def write_report(run_dir: Path, *, heatmaps: int = 0, heatmap_variant: str | Non
             table = benchmark_table(t.metrics, t.head, bench, t.cards.get(bench))
             lines += [f"### {bench} (headline: {metric})", "", to_markdown(table, {"retention": 1}, 2), ""]
     if t.efficiency is not None:
-        lines += efficiency_section(t.efficiency, t.flops_note, t.n_new)
+        lines += efficiency_section(t.efficiency, t.flops_note, t.n_new, t.other_share)
     figures = run_plots(t, run_dir / "plots")
     if figures:
         lines += ["## Plots", ""] + image_links(figures, run_dir)

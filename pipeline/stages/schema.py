@@ -4,7 +4,8 @@ from __future__ import annotations
 import polars as pl
 import pyarrow as pa
 
-TIMING_COLUMNS = ("vision_ms", "select_ms", "prefill_ms", "decode_ms")  # per row, ms
+STEP_TIMINGS = ("vision_ms", "select_ms", "prefill_ms", "decode_ms")  # the model's four steps, per row, ms
+TIMING_COLUMNS = (*STEP_TIMINGS, "other_ms")  # plus the model actor's time outside them, per row, ms
 
 INPUT_SCHEMA = pa.schema(
     [
@@ -43,6 +44,7 @@ PREDICTION_SCHEMA = pa.schema(
         ("select_ms", pa.float64()),
         ("prefill_ms", pa.float64()),
         ("decode_ms", pa.float64()),
+        ("other_ms", pa.float64()),  # the model actor's batch time outside the four steps above, per row
         ("peak_memory_mb", pa.float64()),  # CUDA peak allocated during the row's batch; null on CPU
     ]
 )

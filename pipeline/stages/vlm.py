@@ -1,11 +1,17 @@
-"""vlm: encode, prune and generate for every (method, budget) variant of a run.
+"""vlm: encode, prune and generate for every variant of a run.
 
 A callable class for ``map_batches``: ``__init__`` loads the model once per actor (one GPU
-each on a GPU cluster), ``__call__`` maps one batch of input rows to prediction rows, one per
-row and pending variant. A row whose input the model cannot take (undecodable image, empty
-question, a prompt longer than the model's context) keeps its place with ``error`` set; that is
-decided per sample by the adapter. Anything else that raises is a bug or a configuration error
-and fails the run instead of turning rows into errors that a rerun would treat as done.
+each on a GPU cluster), ``__call__`` maps one batch of preprocessed rows (``stages.preprocess``)
+to prediction rows, one per row and pending variant, through ``VLM.answer`` (vision → select →
+assemble → generate). A row whose input the model cannot take (undecodable image, empty
+question, a prompt longer than the model's context) keeps its place with ``error`` set; the
+preprocess stage and the adapter decide that per sample. Anything else that raises is a bug or a
+configuration error and fails the run instead of turning rows into errors that a rerun would
+treat as done.
+
+``other_ms``: the actor's wall time on the batch (from receiving it to having every prediction row)
+minus the vision/select/prefill/decode times of all its variants — Arrow conversions, text
+decoding, bookkeeping — divided evenly over the batch's prediction rows without error.
 """
 from __future__ import annotations
 
@@ -13,12 +19,15 @@ import pyarrow as pa
 import torch
 
 from pipeline.manifest import Variant
-from pipeline.stages.schema import PREDICTION_SCHEMA, TIMING_COLUMNS
+from pipeline.model.timing import now_ms
+from pipeline.stages.preprocess import from_arrow
+from pipeline.stages.schema import PREDICTION_SCHEMA, STEP_TIMINGS
 
+INPUT_FIELDS = ("benchmark", "sample_id", "image_id", "question", "prompt", "targets", "noun_phrases")
 
 
 class VLMStage:
-    """Runs ``load_vlm(model_path).generate`` per variant on a batch of rows.
+    """Runs ``load_vlm(model_path).answer`` per variant on a batch of preprocessed rows.
 
     ``variants``: the run's ``Variant``s; a row's ``pending`` column (list of ``Variant.key``),
     when present, restricts it to the variants still to do. ``max_new_tokens``: one limit, or a
@@ -36,48 +45,53 @@ class VLMStage:
         self.max_new_tokens = max_new_tokens
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        rows = batch.to_pylist()
+        start = now_ms(self.vlm.device)
+        prepared = from_arrow(batch)
+        dtypes = {str(im.pixel_values.dtype) for im in prepared.images.values()} - {str(self.vlm.dtype)}
+        if dtypes:
+            raise ValueError(f"preprocessed pixels are {sorted(dtypes)} but the model runs in {self.vlm.dtype}: "
+                             "the preprocess stage must be given the model's dtype")
+        fields = [f for f in (*INPUT_FIELDS, "pending") if f in batch.column_names]
+        rows = batch.select(fields).to_pylist()
         out: list[dict] = []
         with self.vlm.reuse_vision():
             for v in self.variants:
-                out.extend(self._run_variant(v, rows))
+                out.extend(self._run_variant(v, rows, prepared))
+        _share_other(out, now_ms(self.vlm.device) - start)
         return pa.Table.from_pylist(out, schema=PREDICTION_SCHEMA)
 
-    def _run_variant(self, v: Variant, rows: list[dict]) -> list[dict]:
+    def _run_variant(self, v: Variant, rows: list[dict], prepared) -> list[dict]:
         """Prediction rows of variant ``v`` for the ``rows`` that still need it."""
-        todo = [r for r in rows if "pending" not in r or v.key in r["pending"]]
-        if not todo:
-            return []
+        todo = [i for i, r in enumerate(rows) if "pending" not in r or v.key in r["pending"]]
         limits = self.max_new_tokens
-        by_limit: dict[int, list[dict]] = {}
-        for r in todo:
-            by_limit.setdefault(limits if isinstance(limits, int) else limits[r["benchmark"]], []).append(r)
+        by_limit: dict[int, list[int]] = {}
+        for i in todo:
+            by_limit.setdefault(limits if isinstance(limits, int) else limits[rows[i]["benchmark"]], []).append(i)
         out = []
         for limit, group in by_limit.items():
-            results = self._generate_rows(group, v, limit)
-            out.extend(_prediction_row(self.run_id, v, r, res) for r, res in zip(group, results, strict=True))
+            results = self._answer(prepared.subset(group), v, limit)
+            out.extend(_prediction_row(self.run_id, v, rows[i], res) for i, res in zip(group, results, strict=True))
         return out
 
-    def _generate_rows(self, rows: list[dict], v: Variant, max_new_tokens: int) -> list[dict]:
-        """Results for ``rows``, in order."""
-        samples = [
-            {"image": r["image"], "prompt": r["prompt"], "question": r["question"],
-             "noun_phrases": r.get("noun_phrases")}
-            for r in rows
-        ]
-        return self._generate(samples, v, max_new_tokens)
-
-    def _generate(self, samples: list[dict], v: Variant, max_new_tokens: int) -> list[dict]:
-        """``generate`` for one variant; on CUDA each result also carries the batch's peak memory (MiB)."""
+    def _answer(self, prepared, v: Variant, max_new_tokens: int) -> list[dict]:
+        """``answer`` for one variant; on CUDA each result also carries the batch's peak memory (MiB)."""
         cuda = self.vlm.device.type == "cuda"
         if cuda:
             torch.cuda.reset_peak_memory_stats(self.vlm.device)
-        results = self.vlm.generate(samples, method=v.method, budget=v.budget,
-                                    max_new_tokens=max_new_tokens, **v.params)
+        results = self.vlm.answer(prepared, method=v.method, budget=v.budget,
+                                  max_new_tokens=max_new_tokens, **v.params)
         if cuda:
             peak = torch.cuda.max_memory_allocated(self.vlm.device) / 2**20
             results = [dict(r, peak_memory_mb=peak) for r in results]
         return results
+
+
+def _share_other(out: list[dict], total_ms: float) -> None:
+    """Set ``other_ms`` of the rows without error to their even share of the time outside the steps."""
+    valid = [r for r in out if r["error"] is None]
+    steps_ms = sum(r[f] or 0.0 for r in valid for f in STEP_TIMINGS)
+    for r in valid:
+        r["other_ms"] = max(total_ms - steps_ms, 0.0) / len(valid)
 
 
 def _default_device() -> str:
@@ -106,6 +120,7 @@ def _prediction_row(run_id: str, variant: Variant, row: dict, res: dict) -> dict
         "kept_indices": res.get("kept_indices"),
         "kept_clusters": res.get("kept_clusters"),
         "targets": row["targets"],
-        **{f: timings.get(f) for f in TIMING_COLUMNS},
+        **{f: timings.get(f) for f in STEP_TIMINGS},
+        "other_ms": None,
         "peak_memory_mb": res.get("peak_memory_mb"),
     }

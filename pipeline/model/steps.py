@@ -1,0 +1,146 @@
+"""The model side of the adapter as four public steps: encode → select → assemble → generate.
+
+``VLM.answer`` composes them on a preprocessed batch; benchmarks and checks call them one by one
+to time each. Budgets are per 576 visual tokens: an image with n feature tokens keeps
+``icctp.budget.scaled_budget(budget, n, 576)`` of them (LLaVA-1.5: ``min(budget, 576)``), split
+over its grids by ``split_budget``; LLaVA-NeXT newline tokens are kept on top and counted in
+``n_kept``. Kept positions index the image's visual sequence (as the stock model splices it);
+clusters (icctp only) align with them: cluster index, -1 for global preselection (and grids kept
+whole), -2 for NeXT newlines. Merged tokens (visionzip) follow the kept ones.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from icctp.baselines import select as select_method
+from icctp.budget import scaled_budget, split_budget
+from icctp.nouns import pad_centers
+from pipeline.model import compat, families, generation
+from pipeline.model.assemble import left_pad, splice
+from pipeline.model.generation import Generated
+from pipeline.model.visual import ImagePixels, VisualTokens
+
+REFERENCE_TOKENS = 576
+KEEP_ALL = ("full", "fastv")  # fastv prunes inside the LLM (``fastv.FastVRunner``), not here
+GLOBAL_CLUSTER = -1
+FIXED_CLUSTER = -2
+
+
+@dataclass
+class Kept:
+    """One sample's selection.
+
+    indices: (k,) int64 sorted positions in ``VisualTokens.tokens``; clusters: (k,) int64 aligned
+    with them (icctp) or None; merged: (m, d_llm) tokens appended after the kept ones (visionzip)
+    or None. The language model sees k + m visual tokens (``n_kept``).
+    """
+
+    indices: torch.Tensor
+    clusters: torch.Tensor | None = None
+    merged: torch.Tensor | None = None
+
+    @property
+    def n_kept(self) -> int:
+        return int(self.indices.numel()) + (0 if self.merged is None else int(self.merged.shape[0]))
+
+
+@dataclass
+class Assembled:
+    """A left-padded batch for the language model.
+
+    embeds: (B, L, d_llm) text embeddings with each sample's kept visual tokens spliced at its
+    ``<image>``; mask: (B, L) int64, 0 on pads; positions: (B, L) int64 counted over real tokens.
+    """
+
+    embeds: torch.Tensor
+    mask: torch.Tensor
+    positions: torch.Tensor
+
+
+def encode(model, images: list[ImagePixels]) -> list[VisualTokens]:
+    """Vision tower → selected layer → projector for distinct images, with the CLS attention of that
+    layer; one ``VisualTokens`` per image (LLaVA-NeXT: packed base + crops with newlines)."""
+    return families.family(model.config).visual_tokens(model, images)
+
+
+def select(visuals: list[VisualTokens], method: str, budget: int, *, seeds: list[int],
+           centers: list[torch.Tensor] | None = None, **params) -> list[Kept]:
+    """Kept visual tokens per sample with ``method`` (``icctp.baselines`` or a KEEP_ALL method).
+
+    visuals: one per sample; budget: visual tokens per 576 (int >= 1); seeds: per-sample seeds
+    (random); centers: per-sample (K_i, d_llm) noun centers, required by icctp. Grids of equal size
+    and budget across the batch share one ``icctp.baselines.select`` call.
+    """
+    if method in KEEP_ALL:
+        return [Kept(torch.arange(v.n_visual, device=v.tokens.device)) for v in visuals]
+    per_row = [[] for _ in visuals]  # (grid, kept positions, clusters | None, merged | None)
+    jobs = {}
+    for r, visual in enumerate(visuals):
+        sizes = [int(g.numel()) for g in visual.grids]
+        total = scaled_budget(budget, visual.n_features, REFERENCE_TOKENS)
+        for g, (grid, grid_budget) in enumerate(zip(visual.grids, split_budget(total, sizes))):
+            if grid_budget >= grid.numel():
+                per_row[r].append((g, grid, None, None))
+            else:
+                jobs.setdefault((int(grid.numel()), grid_budget), []).append((r, g))
+    padded = mask = None
+    if jobs and method == "icctp":
+        device = visuals[0].tokens.device
+        padded, mask = pad_centers(centers)
+        padded, mask = padded.to(device), mask.to(device)
+    for (_, grid_budget), members in jobs.items():
+        tokens = torch.stack([visuals[r].tokens[visuals[r].grids[g]] for r, g in members])  # (G, n, d)
+        cls_attn = torch.stack([visuals[r].grid_cls[g] for r, g in members])  # (G, n)
+        kwargs = dict(seeds=[(seeds[r] + 7919 * g) % 2**31 for r, g in members])
+        if padded is not None:
+            index = torch.tensor([r for r, _ in members], device=padded.device)
+            kwargs.update(centers=padded[index], center_mask=mask[index])
+        selection = select_method(method, tokens.float(), cls_attn.float(), grid_budget, **kwargs, **params)
+        clusters = getattr(selection, "clusters", None)
+        merged = getattr(selection, "merged", None)
+        for j, (r, g) in enumerate(members):
+            grid = visuals[r].grids[g]
+            per_row[r].append((
+                g,
+                grid[selection[j].to(grid.device)],
+                None if clusters is None else clusters[j],
+                None if merged is None else merged[j],
+            ))
+    return [_combine(visual, sorted(parts, key=lambda p: p[0]), method)
+            for visual, parts in zip(visuals, per_row)]
+
+
+def _combine(visual: VisualTokens, parts, method: str) -> Kept:
+    """Merge per-grid picks with the fixed positions: sorted kept positions, aligned clusters, merged tokens."""
+    kept = torch.cat([p[1] for p in parts] + [visual.fixed])
+    clusters = None
+    if method == "icctp" and any(p[2] is not None for p in parts):
+        pieces = [p[2].to(kept.device) if p[2] is not None else torch.full_like(p[1], GLOBAL_CLUSTER) for p in parts]
+        clusters = torch.cat(pieces + [torch.full_like(visual.fixed, FIXED_CLUSTER)])
+    order = torch.argsort(kept)
+    merged = [p[3] for p in parts if p[3] is not None and p[3].numel()]
+    return Kept(kept[order], None if clusters is None else clusters[order], torch.cat(merged) if merged else None)
+
+
+def assemble(model, text_ids: list[list[int]], image_pos: list[int], visuals: list[VisualTokens],
+             kept: list[Kept]) -> Assembled:
+    """Embed each sample's text ids (L_i), replace its ``<image>`` id at ``image_pos`` by its kept
+    (then merged) visual tokens, and left-pad the batch."""
+    embed = compat.input_embeddings(model)
+    device = embed.weight.device
+    sequences = []
+    for ids, pos, visual, keep in zip(text_ids, image_pos, visuals, kept):
+        text = embed(torch.tensor(ids, device=device))  # (L, d)
+        tokens = visual.tokens[keep.indices]
+        if keep.merged is not None:
+            tokens = torch.cat([tokens, keep.merged.to(tokens.dtype)])
+        sequences.append(splice(text, pos, tokens))
+    return Assembled(*left_pad(sequences))
+
+
+def generate(model, inputs: Assembled, max_new_tokens: int, eos_id: int, pad_id: int, runner=None) -> Generated:
+    """Greedy decoding of an assembled batch (``generation.greedy``; ``runner``: FastV's or None)."""
+    return generation.greedy(model, inputs.embeds, inputs.mask, inputs.positions, max_new_tokens, eos_id, pad_id,
+                             runner=runner)
