@@ -7,6 +7,7 @@ A manifest is YAML validated by pydantic (unknown keys are errors that name the 
     benchmarks:
       vqav2: {data_files: "fixture:vqav2"}      # or {hf_id: ..., config: ..., split: ...}
       mmvet: {hf_id: lmms-lab/MMVet, judge: "my_graders:gpt4_judge"}   # MM-Vet needs a judge
+      mmbench_cn_en: {benchmark: mmbench_cn, nouns: en}   # Chinese questions through the English extractor
     methods:
       - {method: full}
       - {method: icctp, params: {rho_g: 0.6, alpha: 0.3}}
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -51,6 +52,8 @@ class BenchmarkSource(_Strict):
     data_files: str | dict[str, str] | None = Field(None, description="Parquet file(s) or fixture:<name>")
     streaming: bool = False
     judge: str | None = Field(None, description="MM-Vet grader 'module:callable' (question, answer, prediction) -> [0, 1]")
+    nouns: Literal["auto", "en", "zh"] = Field(
+        "auto", description="noun-phrase extractor: auto (per question: Chinese when mostly CJK), en (spaCy), zh (jieba)")
 
 
 class MethodSpec(_Strict):

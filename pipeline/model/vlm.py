@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from icctp.nouns import Phrase, as_phrases, question_centers
 from pipeline.model import compat, fastv, generation, images, llava, llava_next
 from pipeline.model.assemble import left_pad, splice
 from pipeline.model.timing import now_ms
@@ -115,26 +116,21 @@ class VLM:
                 raise ValueError(f"rendered prompt must hold exactly one image token, found {len(where)}")
             row.image_pos = where[0]
             row.seed = zlib.crc32(f"{prompt}\0{row.key}".encode())
-            given = sample.get("noun_phrases")
+            spans = sample.get("noun_spans")
+            phrases = None if spans is None else as_phrases(spans)
             if method == "icctp":
-                self._centers(row, question, given)
-            elif given is not None:
-                row.phrases = [str(p) for p in given]
+                self._centers(row, question, phrases)
+            elif phrases is not None:
+                row.phrases = [p.text for p in phrases]
         except (ValueError, images.ImageError) as exc:
             row.error = f"{type(exc).__name__}: {exc}"
         return row
 
-    def _centers(self, row: _Row, question: str, given) -> None:
-        from icctp import nouns
-
-        if given is None:
-            from pipeline.nlp import load_spacy
-
-            phrases = nouns.noun_phrases(load_spacy()(question))
-        else:
-            phrases = nouns.locate_phrases(question, [str(p) for p in given])
+    def _centers(self, row: _Row, question: str, phrases: list[Phrase] | None) -> None:
+        if phrases is None:
+            raise ValueError("icctp needs the question's noun_spans (pipeline.nlp.question_phrases)")
         weight = compat.input_embeddings(self.model).weight
-        centers, source = nouns.question_centers(question, phrases, self.tokenizer, weight)
+        centers, source = question_centers(question, phrases, self.tokenizer, weight)
         row.phrases, row.centers, row.center_source = [p.text for p in phrases], centers, source
 
     @torch.no_grad()
@@ -143,7 +139,9 @@ class VLM:
         """Answer each sample greedily with ``method`` keeping ``budget`` visual tokens (per 576).
 
         samples: dicts with ``image`` (bytes | PIL), ``prompt`` (user turn), ``question`` (for nouns;
-        the prompt when the key is absent; None or blank is an error row), ``noun_phrases`` (list[str] | None -> spaCy). Returns one dict per
+        the prompt when the key is absent; None or blank is an error row), ``noun_spans`` (the
+        question's noun phrases as ``icctp.nouns.Phrase``s or ``{text, start, end}`` dicts, from
+        ``pipeline.nlp.question_phrases``; required by icctp). Returns one dict per
         sample, in order: prediction, n_visual, n_kept, n_text, kept_indices, kept_clusters,
         noun_phrases, center_source, error, timings {vision_ms, select_ms, prefill_ms, decode_ms}.
         """

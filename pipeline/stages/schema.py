@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import pyarrow as pa
 
+# Noun phrases as character spans into the question (``icctp.nouns.Phrase``), written by the nouns stage.
+NOUN_SPANS = pa.list_(pa.struct([("text", pa.string()), ("start", pa.int32()), ("end", pa.int32())]))
+
 INPUT_SCHEMA = pa.schema(
     [
         ("benchmark", pa.string()),
@@ -27,7 +30,8 @@ PREDICTION_SCHEMA = pa.schema(
         ("prompt", pa.string()),
         ("prediction", pa.string()),
         ("error", pa.string()),
-        ("noun_phrases", pa.list_(pa.string())),
+        ("noun_phrases", pa.list_(pa.string())),  # phrase texts, question order
+        ("noun_lang", pa.string()),  # extractor the phrases came from: "en" (spaCy) | "zh" (jieba)
         ("center_source", pa.string()),
         ("n_visual", pa.int32()),
         ("n_kept", pa.int32()),

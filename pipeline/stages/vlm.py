@@ -48,7 +48,7 @@ class VLMStage:
             return []
         samples = [
             {"image": r["image"], "prompt": r["prompt"], "question": r["question"],
-             "noun_phrases": r.get("noun_phrases")}
+             "noun_spans": r.get("noun_spans")}
             for r in todo
         ]
         try:
@@ -96,7 +96,8 @@ def _prediction_row(run_id: str, variant: dict, row: dict, res: dict) -> dict:
         "prompt": row["prompt"],
         "prediction": None if res.get("error") else res.get("prediction"),
         "error": res.get("error"),
-        "noun_phrases": res.get("noun_phrases", row.get("noun_phrases")),
+        "noun_phrases": res.get("noun_phrases", [s["text"] for s in row.get("noun_spans") or []]),
+        "noun_lang": row.get("noun_lang"),
         "center_source": res.get("center_source"),
         "n_visual": res.get("n_visual"),
         "n_kept": res.get("n_kept"),
