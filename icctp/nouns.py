@@ -17,7 +17,7 @@ center is the fp32 mean of those tokens' embedding rows.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import NamedTuple
 
 import torch
@@ -27,6 +27,7 @@ NOUN_POS = frozenset({"NOUN", "PROPN"})
 ZH_NOUN_TAGS = frozenset({"vn", "eng"})  # besides every tag starting with "n"
 # CJK ideographs: unified, extension A, compatibility (the ranges jieba segments as Chinese and more)
 _HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+_HALFWIDTH = {0x3000: 0x20, **{c: c - 0xFEE0 for c in range(0xFF01, 0xFF5F)}}  # full-width ASCII -> ASCII
 
 
 class Phrase(NamedTuple):
@@ -69,31 +70,34 @@ def question_lang(question: str) -> str:
     return "zh" if han and 2 * han >= letters else "en"
 
 
-def zh_noun_phrases(question: str, tagged: Iterable[tuple[str, str]]) -> list[Phrase]:
-    """Noun phrases of a Chinese question from its (word, POS tag) pairs, in question order.
+def zh_noun_phrases(question: str, tag: Callable[[str], Iterable[tuple[str, str]]]) -> list[Phrase]:
+    """Noun phrases of a Chinese question, in question order, spans into ``question``.
 
-    ``tagged``: the tagger's words in order (e.g. ``jieba.posseg.cut(question)``); words are located
-    left to right, so characters the tagger skips are allowed. Adjacent noun words form one phrase.
-    Raises ValueError for a word that does not occur in the rest of the question.
+    ``tag``: a part-of-speech tagger, text -> its (word, tag) pairs in order (e.g. jieba's
+    ``POSTokenizer.cut``). It sees the question with full-width ASCII forms (Ａ, ？, the ideographic
+    space) mapped to their half-width letters (one character each, so offsets are unchanged): "ＡＢＣ"
+    is tagged as the Latin word it is. Words are located left to right, so characters the tagger
+    skips are allowed. Adjacent noun words form one phrase. Raises ValueError for a word that does
+    not occur in the rest of the question.
     """
+    text = question.translate(_HALFWIDTH)
     candidates: list[Phrase] = []
     cursor = 0
     run_start = run_end = -1
-    for word, tag in tagged:
+    for word, pos in tag(text):
         if not word:
             continue
-        start = question.find(word, cursor)
+        start = text.find(word, cursor)
         if start < 0:
-            raise ValueError(f"tagged word {word!r} does not occur in {question!r} after offset {cursor}")
+            raise ValueError(f"tagged word {word!r} does not occur in {text!r} after offset {cursor}")
         cursor = start + len(word)
-        if not (tag.startswith("n") or tag in ZH_NOUN_TAGS) or not word.strip():
+        if not (pos.startswith("n") or pos in ZH_NOUN_TAGS) or not word.strip():
             continue
-        if start == run_end:
-            run_end = cursor
-            candidates[-1] = Phrase(question[run_start:run_end], run_start, run_end)
-        else:
-            run_start, run_end = start, cursor
-            candidates.append(Phrase(word, start, cursor))
+        if start != run_end:
+            run_start = start
+            candidates.append(None)
+        run_end = cursor
+        candidates[-1] = Phrase(question[run_start:run_end], run_start, run_end)
     return _dedupe(candidates)
 
 

@@ -64,5 +64,5 @@ def question_phrases(questions: list[str], lang: str = "auto", batch_size: int =
     if chinese:
         tagger = load_jieba()
         for i in chinese:
-            out[i] = zh_noun_phrases(questions[i], tagger.cut(questions[i]))
+            out[i] = zh_noun_phrases(questions[i], tagger.cut)
     return list(zip(out, langs))

@@ -43,11 +43,11 @@ from pipeline.model.assemble import left_pad, splice  # noqa: E402
 
 METHODS = ("full", "icctp", "cls")
 BUDGETS = (576, 128, 64, 32)
-QUESTIONS = (  # (question, noun phrases as spaCy finds them)
-    ("What color is the umbrella?", ["the umbrella"]),
-    ("How many dogs are in the picture?", ["dogs", "the picture"]),
-    ("What is the man holding?", ["the man"]),
-    ("Is there a red square in the image?", ["a red square", "the image"]),
+QUESTIONS = (
+    "What color is the umbrella?",
+    "How many dogs are in the picture?",
+    "What is the man holding?",
+    "Is there a red square in the image?",
 )
 VQAV2_SUFFIX = "\nAnswer the question using a single word or phrase."
 
@@ -111,13 +111,16 @@ def build_vlm(tiny: bool, device: str, dtype: torch.dtype) -> VLM:
 
 def make_samples(batch: int) -> list[dict]:
     """``batch`` samples with distinct random 480x640 images and VQAv2-style prompts."""
+    from pipeline.nlp import question_phrases
+
     rng = np.random.default_rng(0)
+    spans = [phrases for phrases, _ in question_phrases(list(QUESTIONS))]
     samples = []
     for i in range(batch):
-        question, phrases = QUESTIONS[i % len(QUESTIONS)]
+        question, phrases = QUESTIONS[i % len(QUESTIONS)], spans[i % len(QUESTIONS)]
         pixels = rng.integers(0, 256, size=(480, 640, 3), dtype=np.uint8)
         samples.append(dict(image=Image.fromarray(pixels), question=question, prompt=question + VQAV2_SUFFIX,
-                            noun_phrases=phrases))
+                            noun_spans=phrases))
     return samples
 
 
@@ -134,7 +137,7 @@ class Prepared:
 
 def prepare(vlm: VLM, samples: list[dict]) -> Prepared:
     """Render and tokenize each prompt (one ``<image>``) and compute its noun-phrase centers."""
-    from icctp.nouns import locate_phrases, pad_centers, question_centers
+    from icctp.nouns import pad_centers, question_centers
 
     from pipeline.model.images import decode_image
 
@@ -145,8 +148,7 @@ def prepare(vlm: VLM, samples: list[dict]) -> Prepared:
         where = [i for i, t in enumerate(ids) if t == vlm.image_token_id]
         if len(where) != 1:
             raise ValueError(f"rendered prompt must hold exactly one image token, found {len(where)}")
-        phrases = locate_phrases(sample["question"], sample["noun_phrases"])
-        center, _ = question_centers(sample["question"], phrases, vlm.tokenizer, weight)
+        center, _ = question_centers(sample["question"], sample["noun_spans"], vlm.tokenizer, weight)
         text_ids.append(ids)
         image_pos.append(where[0])
         centers.append(center)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import pyarrow as pa
 import torch
 
+from pipeline.stages.schema import NOUN_SPANS
 from pipeline.stages.vlm import VLMStage
 
 
@@ -13,10 +14,11 @@ class FakeVLM:
     device = torch.device("cpu")
 
     def __init__(self):
-        self.calls = []
+        self.calls, self.samples = [], []
 
     def generate(self, samples, method, budget, max_new_tokens, **params):
         self.calls.append((method, budget, len(samples)))
+        self.samples.extend(samples)
         if any("boom" in s["prompt"] for s in samples):
             raise RuntimeError("device fell over")
         return [{"prediction": s["prompt"][::-1], "n_visual": 576, "n_kept": min(budget, 576),
@@ -34,11 +36,12 @@ def stage(variants):
     return s
 
 
-def rows(prompts, pending=None):
+def rows(prompts, pending=None, spans=None, langs=None):
     cols = {"benchmark": ["pope"] * len(prompts), "sample_id": [str(i) for i in range(len(prompts))],
             "image": [b"x"] * len(prompts), "image_id": ["i"] * len(prompts), "question": prompts,
             "prompt": prompts, "targets": ["{}"] * len(prompts),
-            "noun_phrases": [[] for _ in prompts]}
+            "noun_spans": pa.array(spans or [[] for _ in prompts], type=NOUN_SPANS),
+            "noun_lang": langs or ["en"] * len(prompts)}
     if pending is not None:
         cols["pending"] = pending
     return pa.table(cols)
@@ -68,3 +71,12 @@ def test_failed_batch_is_retried_per_sample_and_only_the_culprit_errs():
     assert out[1]["error"] == "RuntimeError: device fell over"
     assert [r["error"] for r in out[::2]] == [None, None]
     assert s.vlm.calls == [("full", 576, 3), ("full", 576, 1), ("full", 576, 1), ("full", 576, 1)]
+
+
+def test_noun_spans_reach_the_model_and_rows_keep_texts_and_language():
+    spans = [[{"text": "猫", "start": 2, "end": 3}], [{"text": "dog", "start": 9, "end": 12}, {"text": "ball", "start": 19, "end": 23}]]
+    s = stage(VARIANTS[:1])
+    out = s(rows(["图中猫是什么颜色？", "Does the dog have the ball?"], spans=spans, langs=["zh", "en"])).to_pylist()
+    assert [x["noun_spans"] for x in s.vlm.samples] == spans
+    assert [r["noun_phrases"] for r in out] == [["猫"], ["dog", "ball"]]
+    assert [r["noun_lang"] for r in out] == ["zh", "en"]
