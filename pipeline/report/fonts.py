@@ -4,9 +4,9 @@ The wheel (a project dependency) ships Google's variable ``NotoSansSC[wght].ttf`
 the SIL Open Font License 1.1 (``OFL.txt`` beside it). Its default instance is Thin (wght 100) and
 matplotlib draws only the default instance, so the Regular instance (wght 400) is cut once with
 fontTools' instancer into ``$ICCTP_CACHE/fonts/`` (about a minute on one core; ``scripts/setup.sh``
-does it, ``python -m pipeline.report.fonts``). :func:`use_cjk_font` puts it after DejaVu Sans in
-matplotlib's ``font.family``: Latin text looks as before, and each glyph DejaVu lacks (CJK, full-width
-punctuation) comes from Noto Sans SC instead of an empty box and a "Glyph ... missing" warning.
+does it). :func:`use_cjk_font` puts it after DejaVu Sans in matplotlib's ``font.family``: Latin
+text looks as before, and each glyph DejaVu lacks (CJK, full-width punctuation) comes from Noto
+Sans SC instead of an empty box and a "Glyph ... missing" warning.
 """
 from __future__ import annotations
 
@@ -52,7 +52,3 @@ def use_cjk_font() -> str:
         families = list(matplotlib.rcParams["font.sans-serif"][:1])
     matplotlib.rcParams["font.family"] = [*families, name]
     return name
-
-
-if __name__ == "__main__":
-    print(f"CJK font: {cjk_font_file()}")
