@@ -83,7 +83,7 @@ def test_chinese_questions_get_chinese_nouns_and_heatmaps_draw_them(full_run, tm
     assert langs == {"bad_rows": ["en"], "mmbench_cn": ["zh"], "mmbench_cn_en": ["en"], "pope": ["en"], "vqav2": ["en"]}
     cn = icctp.filter(pl.col("benchmark") == "mmbench_cn")
     assert (cn["center_source"] == "nouns").all()
-    assert all(p and all("\u4e00" <= ch <= "\u9fff" for ch in "".join(p)) for p in cn["noun_phrases"])
+    assert all(p and all("\u4e00" <= ch <= "\u9fff" for ch in "".join(p)) for p in cn["noun_phrases"].to_list())
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         paths = heatmaps_for_run(run, 10, tmp_path)
