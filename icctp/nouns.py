@@ -1,23 +1,33 @@
 """Question noun phrases -> LLM token ids -> clustering centers (paper Eq. 8).
 
-Pure functions: the caller passes a parsed spaCy ``Doc`` (or phrase strings), a fast tokenizer and
-the LLM input-embedding matrix; nothing is loaded here.
+Pure functions: the caller passes a parsed spaCy ``Doc`` (English) or a Chinese part-of-speech
+tagger (text -> (word, tag) pairs), a fast tokenizer and the LLM input-embedding matrix; nothing
+is loaded here.
 
-Phrases are the spaCy noun chunks of the question with leading determiners, pronouns and
+English phrases are the spaCy noun chunks of the question with leading determiners, pronouns and
 punctuation removed ("What color" -> "color", "the wooden bench" -> "wooden bench"; a chunk left
-empty, e.g. "it", is dropped), plus NOUN/PROPN tokens outside every chunk, in question order,
-de-duplicated case-insensitively (first occurrence kept). Each phrase's character span is mapped to
-the tokens of the question (tokenized alone, no special tokens) whose ``offset_mapping`` span
-overlaps it; its center is the fp32 mean of those tokens' embedding rows.
+empty, e.g. "it", is dropped), plus NOUN/PROPN tokens outside every chunk. Chinese phrases are
+maximal runs of adjacent words tagged as nouns (jieba / ICTCLAS tags: ``n*`` nouns and proper nouns,
+``vn`` verbal nouns such as 运动, ``eng`` Latin words inside a Chinese question such as iPhone):
+"销售数据" (vn + n) is one phrase, "国家的国旗" two. Either way: question order, de-duplicated
+case-insensitively (first occurrence kept). Each phrase's character span is mapped to the tokens of
+the question (tokenized alone, no special tokens) whose ``offset_mapping`` span overlaps it; its
+center is the fp32 mean of those tokens' embedding rows.
 """
 from __future__ import annotations
 
+import re
+from collections.abc import Callable, Iterable
 from typing import NamedTuple
 
 import torch
 
 STRIPPED_POS = frozenset({"DET", "PRON", "PUNCT"})
 NOUN_POS = frozenset({"NOUN", "PROPN"})
+ZH_NOUN_TAGS = frozenset({"vn", "eng"})  # besides every tag starting with "n"
+# CJK ideographs: unified, extension A, compatibility (the ranges jieba segments as Chinese and more)
+_HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+_HALFWIDTH = {0x3000: 0x20, **{c: c - 0xFEE0 for c in range(0xFF01, 0xFF5F)}}  # full-width ASCII -> ASCII
 
 
 class Phrase(NamedTuple):
@@ -46,10 +56,56 @@ def noun_phrases(doc) -> list[Phrase]:
     for tok in doc:
         if tok.i not in covered and tok.pos_ in NOUN_POS:
             candidates.append(Phrase(tok.text, tok.idx, tok.idx + len(tok.text)))
-    candidates.sort(key=lambda p: p.start)
+    return _dedupe(candidates)
+
+
+def question_lang(question: str) -> str:
+    """``"zh"`` when CJK ideographs are at least half of the question's letters, else ``"en"``.
+
+    Letters are characters with ``str.isalpha()`` (digits, spaces and punctuation, full-width or
+    not, do not count); a question without letters is ``"en"``.
+    """
+    han = len(_HAN.findall(question))
+    letters = sum(ch.isalpha() for ch in question)
+    return "zh" if han and 2 * han >= letters else "en"
+
+
+def zh_noun_phrases(question: str, tag: Callable[[str], Iterable[tuple[str, str]]]) -> list[Phrase]:
+    """Noun phrases of a Chinese question, in question order, spans into ``question``.
+
+    ``tag``: a part-of-speech tagger, text -> its (word, tag) pairs in order (e.g. jieba's
+    ``POSTokenizer.cut``). It sees the question with full-width ASCII forms (Ａ, ？, the ideographic
+    space) mapped to their half-width letters (one character each, so offsets are unchanged): "ＡＢＣ"
+    is tagged as the Latin word it is. Words are located left to right, so characters the tagger
+    skips are allowed. Adjacent noun words form one phrase. Raises ValueError for a word that does
+    not occur in the rest of the question.
+    """
+    text = question.translate(_HALFWIDTH)
+    candidates: list[Phrase] = []
+    cursor = 0
+    run_start = run_end = -1
+    for word, pos in tag(text):
+        if not word:
+            continue
+        start = text.find(word, cursor)
+        if start < 0:
+            raise ValueError(f"tagged word {word!r} does not occur in {text!r} after offset {cursor}")
+        cursor = start + len(word)
+        if not (pos.startswith("n") or pos in ZH_NOUN_TAGS) or not word.strip():
+            continue
+        if start != run_end:
+            run_start = start
+            candidates.append(None)
+        run_end = cursor
+        candidates[-1] = Phrase(question[run_start:run_end], run_start, run_end)
+    return _dedupe(candidates)
+
+
+def _dedupe(candidates: list[Phrase]) -> list[Phrase]:
+    """Phrases in question order, the first of each case-insensitive text kept."""
     seen: set[str] = set()
     phrases = []
-    for phrase in candidates:
+    for phrase in sorted(candidates, key=lambda p: p.start):
         key = phrase.text.lower()
         if key not in seen:
             seen.add(key)
@@ -57,26 +113,9 @@ def noun_phrases(doc) -> list[Phrase]:
     return phrases
 
 
-def locate_phrases(question: str, texts: list[str]) -> list[Phrase]:
-    """Character spans of phrase strings in ``question`` (e.g. the stored ``noun_phrases`` column).
-
-    Each text is searched from the end of the previous match onwards (left to right), falling back
-    to its first occurrence anywhere when it does not occur after that point.
-    Raises ValueError for an empty text or one that does not occur in the question.
-    """
-    phrases = []
-    cursor = 0
-    for text in texts:
-        if not text:
-            raise ValueError(f"empty phrase in {texts!r}")
-        start = question.find(text, cursor)
-        if start < 0:
-            start = question.find(text)
-        if start < 0:
-            raise ValueError(f"phrase {text!r} does not occur in the question {question!r}")
-        phrases.append(Phrase(text, start, start + len(text)))
-        cursor = start + len(text)
-    return phrases
+def as_phrases(spans: Iterable) -> list[Phrase]:
+    """``Phrase``s from stored spans: dicts ``{text, start, end}`` (an Arrow struct row) or tuples."""
+    return [Phrase(s["text"], s["start"], s["end"]) if isinstance(s, dict) else Phrase(*s) for s in spans]
 
 
 def _question_offsets(question: str, tokenizer) -> tuple[list[int], list[tuple[int, int]]]:

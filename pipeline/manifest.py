@@ -8,6 +8,7 @@ A manifest is YAML validated by pydantic (unknown keys are errors that name the 
       vqav2: {data_files: "fixture:vqav2"}      # or {hf_id: ..., config: ..., split: ...}
       mmvet: {hf_id: lmms-lab/MMVet, judge: "my_graders:gpt4_judge", max_new_tokens: 1024}
       mme: {hf_id: lmms-lab/MME, revision: <dataset commit>}   # pin the dataset version
+      mmbench_cn_en: {benchmark: mmbench_cn, nouns: en}   # Chinese questions through the English extractor
     methods:
       - {method: full}
       - {method: icctp, params: {rho_g: 0.6, alpha: 0.3}}
@@ -24,7 +25,7 @@ import importlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -59,6 +60,8 @@ class BenchmarkSource(_Strict):
     revision: str | None = Field(None, description="dataset commit (or tag/branch) to read from the hub; pins the data")
     judge: str | None = Field(None, description="MM-Vet grader 'module:callable' (question, answer, prediction) -> [0, 1]")
     max_new_tokens: int | None = Field(None, ge=1, description="generation limit here; default: generation.max_new_tokens")
+    nouns: Literal["auto", "en", "zh"] = Field(
+        "auto", description="noun-phrase extractor: auto (per question: Chinese when mostly CJK), en (spaCy), zh (jieba)")
 
 
 class MethodSpec(_Strict):

@@ -158,7 +158,8 @@ def run_eval(manifest: Manifest, run_dir: Path, *, limit: int | None = None, add
         if done:
             ds = ds.map_batches(PendingFilter, fn_constructor_args=(done, keys), batch_format="pyarrow",
                                 batch_size=None, compute=ActorPoolStrategy(size=1), num_cpus=0.25)
-        ds = ds.map_batches(NounStage, batch_format="pyarrow", batch_size=compute.block_rows,
+        ds = ds.map_batches(NounStage, fn_constructor_args=({n: s.nouns for n, s in manifest.benchmarks.items()},),
+                            batch_format="pyarrow", batch_size=compute.block_rows,
                             compute=ActorPoolStrategy(size=compute.nouns_actors), num_cpus=compute.nouns_num_cpus)
         model_path = resolve_model_path(manifest.model.path)
         dtype = str(resolve_dtype(manifest.model.dtype, "cuda" if compute.num_gpus else "cpu")).removeprefix("torch.")

@@ -107,7 +107,7 @@ def vision_reuse(data: Path, batch_size: int) -> tuple[float, float]:
 
     rows = pl.read_parquet(data).to_dicts()
     samples = [{"image": Image.open(io.BytesIO(r["image"]["bytes"])).convert("RGB"), "question": r["question"],
-                "noun_phrases": [], "prompt": f"{r['question']}\nAnswer the question using a single word or phrase."}
+                "noun_spans": [], "prompt": f"{r['question']}\nAnswer the question using a single word or phrase."}
                for r in rows]
     vlm = load_vlm(str(tiny_model_path("llava15")))
     timings = []

@@ -61,11 +61,11 @@ from pipeline.model.inputs import PreparedBatch  # noqa: E402
 
 METHODS = ("full", "icctp", "cls")
 BUDGETS = (576, 128, 64, 32)
-QUESTIONS = (  # (question, noun phrases as spaCy finds them)
-    ("What color is the umbrella?", ["the umbrella"]),
-    ("How many dogs are in the picture?", ["dogs", "the picture"]),
-    ("What is the man holding?", ["the man"]),
-    ("Is there a red square in the image?", ["a red square", "the image"]),
+QUESTIONS = (
+    "What color is the umbrella?",
+    "How many dogs are in the picture?",
+    "What is the man holding?",
+    "Is there a red square in the image?",
 )
 VQAV2_SUFFIX = "\nAnswer the question using a single word or phrase."
 VQAV2_QUESTIONS = 214_354
@@ -131,13 +131,16 @@ def build_vlm(tiny: bool, device: str, dtype: torch.dtype) -> VLM:
 
 def make_samples(batch: int) -> list[dict]:
     """``batch`` samples with distinct random 480x640 images and VQAv2-style prompts."""
+    from pipeline.nlp import question_phrases
+
     rng = np.random.default_rng(0)
+    spans = [phrases for phrases, _ in question_phrases(list(QUESTIONS))]
     samples = []
     for i in range(batch):
-        question, phrases = QUESTIONS[i % len(QUESTIONS)]
+        question, phrases = QUESTIONS[i % len(QUESTIONS)], spans[i % len(QUESTIONS)]
         pixels = rng.integers(0, 256, size=(480, 640, 3), dtype=np.uint8)
         samples.append(dict(image=Image.fromarray(pixels), question=question, prompt=question + VQAV2_SUFFIX,
-                            noun_phrases=phrases))
+                            noun_spans=phrases))
     return samples
 
 

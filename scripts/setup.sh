@@ -19,4 +19,6 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   fi
 fi
 .venv/bin/python -m pip install -q -c constraints.txt -e ".[dev]"
+# the report's CJK font: Noto Sans SC Regular cut once from the packaged variable font (pipeline/report/fonts.py)
+.venv/bin/python -c "from pipeline.report.fonts import cjk_font_file; print(f'setup: CJK font {cjk_font_file()}')"
 echo "setup: .venv ready ($(.venv/bin/python -c 'import torch, transformers, ray; print(f"torch {torch.__version__}, transformers {transformers.__version__}, ray {ray.__version__}")'))"

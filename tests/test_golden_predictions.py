@@ -24,15 +24,11 @@ CASES = {
 
 def predictions(kind: str) -> dict[str, list[dict]]:
     """``{"kind/method@budget": [fields per sample]}`` for the drawn samples of ``kind``."""
-    from icctp.nouns import noun_phrases
     from pipeline.fixtures import tiny_model_path
     from pipeline.model import load_vlm
-    from pipeline.nlp import load_spacy
 
-    nlp = load_spacy()
     count, make, variants = CASES[kind]
-    samples = [make(i) for i in range(count)]
-    samples = [dict(s, noun_phrases=[p.text for p in noun_phrases(nlp(s["question"]))]) for s in samples]
+    samples = [make(i) for i in range(count)]  # noun spans from the pipeline's extractor
     vlm = load_vlm(tiny_model_path(kind))
     out = {}
     for method, budget in variants:

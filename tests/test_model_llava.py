@@ -7,7 +7,9 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
+from icctp.nouns import Phrase
 from pipeline.model import compat, generation, load_vlm, vision
+from pipeline.nlp import question_phrases
 
 SHAPES = [("red", (400, 300), "What color is the circle?"),
           ("blue", (300, 500), "Is there a blue circle in the picture? Answer the question using a single word."),
@@ -31,10 +33,16 @@ def png(im: Image.Image) -> bytes:
     return buf.getvalue()
 
 
+def spans(question):
+    """The question's noun-phrase spans from the pipeline's extractor."""
+    ((phrases, _),) = question_phrases([question])
+    return phrases
+
+
 def sample(i, **extra):
     color, size, question = SHAPES[i % len(SHAPES)]
     return dict(image=png(drawing(color, size, offset=i)), prompt=question, question=question,
-                noun_phrases=None, **extra)
+                noun_spans=spans(question), **extra)
 
 
 pytestmark = pytest.mark.slow
@@ -176,14 +184,16 @@ def test_random_is_independent_of_batch(vlm):
 
 
 def test_icctp_reports_phrases_and_center_source(vlm):
-    given = dict(sample(5), noun_phrases=["the wooden bench"])
-    no_noun = dict(sample(0), question="Why?", prompt="Why?")
+    given = dict(sample(5), noun_spans=[{"text": "the wooden bench", "start": 25, "end": 41}])
+    no_noun = dict(sample(0), question="Why?", prompt="Why?", noun_spans=spans("Why?"))
     out = vlm.generate([sample(5), given, no_noun], method="icctp", budget=16, max_new_tokens=2)
-    assert out[0]["center_source"] == "nouns" and "animal" in " ".join(out[0]["noun_phrases"])
+    assert out[0]["center_source"] == "nouns" and out[0]["noun_phrases"] == ["animal", "wooden bench", "table"]
     assert out[1]["noun_phrases"] == ["the wooden bench"]
     assert out[2]["center_source"] == "instruction" and out[2]["noun_phrases"] == []
-    missing = vlm.generate([dict(sample(0), noun_phrases=["zebra"])], method="icctp", budget=16)[0]
-    assert missing["error"] and "zebra" in missing["error"] and missing["prediction"] is None
+    wrong = vlm.generate([dict(sample(0), noun_spans=[Phrase("zebra", 0, 5)]), sample(1)], method="icctp", budget=16)
+    assert "zebra" in wrong[0]["error"] and wrong[0]["prediction"] is None and wrong[1]["error"] is None
+    with pytest.raises(ValueError, match="noun_spans"):  # the caller skipped the nouns stage: not a data failure
+        vlm.generate([dict(sample(0), noun_spans=None)], method="icctp", budget=16)
 
 
 def test_output_fields_and_max_new_tokens(vlm, monkeypatch):

@@ -9,14 +9,15 @@ from PIL import Image
 
 from icctp.budget import scaled_budget, split_budget
 from pipeline.model import generation, llava_next, load_vlm, steps
-from test_model_llava import SHAPES, drawing, png
+from test_model_llava import SHAPES, drawing, png, spans
 
 SIZES = [(300, 300), (600, 300), (300, 600), (640, 480), (200, 500), (700, 690)]
 
 
 def next_sample(i):
     color, _, question = SHAPES[i % len(SHAPES)]
-    return dict(image=png(drawing(color, SIZES[i], offset=i)), prompt=question, question=question, noun_phrases=None)
+    return dict(image=png(drawing(color, SIZES[i], offset=i)), prompt=question, question=question,
+                noun_spans=spans(question))
 
 
 pytestmark = pytest.mark.slow

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from icctp.nouns import Phrase, locate_phrases, noun_phrases, pad_centers, phrase_token_ids, question_centers
+from icctp.nouns import Phrase, as_phrases, noun_phrases, pad_centers, phrase_token_ids, question_centers
 
 # Benchmark-style questions (VQAv2, GQA, POPE, MME, TextVQA, ScienceQA) with the phrases expected
 # under the rule: noun chunks minus leading DET/PRON/PUNCT, plus NOUN/PROPN outside chunks,
@@ -92,23 +92,11 @@ def test_phrases_are_in_question_order_and_do_not_overlap(nlp):
         assert all(a.end <= b.start for a, b in zip(phrases, phrases[1:]))
 
 
-def test_locate_phrases_round_trips_noun_phrases(nlp):
+def test_stored_spans_rebuild_the_phrases(nlp):
     for question in EXPECTED:
         phrases = noun_phrases(nlp(question))
-        assert locate_phrases(question, [p.text for p in phrases]) == phrases
-
-
-def test_locate_phrases_searches_left_to_right():
-    question = "Is the dog bigger than the other dog?"
-    assert locate_phrases(question, ["dog", "dog"]) == [Phrase("dog", 7, 10), Phrase("dog", 33, 36)]
-    assert locate_phrases(question, ["other dog", "dog"]) == [Phrase("other dog", 27, 36), Phrase("dog", 7, 10)]
-
-
-def test_locate_phrases_rejects_missing_and_empty():
-    with pytest.raises(ValueError, match="'cat'"):
-        locate_phrases("Is there a dog?", ["dog", "cat"])
-    with pytest.raises(ValueError, match="empty phrase"):
-        locate_phrases("Is there a dog?", [""])
+        assert as_phrases([p._asdict() for p in phrases]) == phrases
+        assert as_phrases([tuple(p) for p in phrases]) == phrases
 
 
 def _reference_ids(question, phrase, tokenizer):
@@ -137,7 +125,7 @@ def test_phrase_ids_decode_to_text_containing_phrase(nlp, tokenizer):
 
 def test_multi_token_phrase_gets_all_its_tokens(tokenizer):
     question = "What color is the wooden bench next to the dog?"
-    (bench,) = locate_phrases(question, ["wooden bench"])
+    bench = Phrase("wooden bench", 18, 30)
     (ids,) = phrase_token_ids(question, [bench], tokenizer)
     enc = tokenizer(question, add_special_tokens=False, return_offsets_mapping=True)
     inside = [i for i, (s, e) in zip(enc["input_ids"], enc["offset_mapping"]) if s < 30 and e > 18]
@@ -176,7 +164,7 @@ def test_phrase_without_tokens_falls_back_to_instruction():
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>")
     question = "is there a dog ?"
-    phrases = locate_phrases(question, ["dog"])
+    phrases = [Phrase("dog", 11, 14)]
     assert phrase_token_ids(question, phrases, fast) == [[]]
     weight = torch.arange(5 * 2, dtype=torch.float32).reshape(5, 2)
     centers, source = question_centers(question, phrases, fast, weight)

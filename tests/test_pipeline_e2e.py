@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import subprocess
 import time
+import warnings
 from pathlib import Path
 
 import polars as pl
@@ -46,7 +47,8 @@ def test_every_input_row_yields_one_row_per_variant(full_run, fixtures_root):
     inputs = pl.concat([pl.read_parquet(f) for f in sorted((run / "inputs").rglob("shard-*.parquet"))])
     n_in = inputs.group_by("benchmark").len().sort("benchmark")
     bad_total = pl.read_parquet(fixtures_root / "data" / "bad_rows.parquet").height
-    assert dict(n_in.iter_rows()) == {"bad_rows": min(bad_total, 12), "pope": 12, "vqav2": 12}
+    assert dict(n_in.iter_rows()) == {"bad_rows": min(bad_total, 12), "mmbench_cn": 12, "mmbench_cn_en": 12,
+                                      "pope": 12, "vqav2": 12}
     variants = {("full", 576), ("icctp", 64), ("random", 64)}
     for (bench, method, budget), g in preds.group_by("benchmark", "method", "budget"):
         assert (method, budget) in variants
@@ -70,6 +72,23 @@ def test_bad_rows_become_error_rows_counted_in_metrics_and_report(full_run):
                              & (pl.col("budget") == budget))["n_errors"].unique().to_list()
         assert got == [n_err]
     assert "error" in (run / "report.md").read_text().lower()
+
+
+def test_chinese_questions_get_chinese_nouns_and_heatmaps_draw_them(full_run, tmp_path):
+    from pipeline.report.heatmap import heatmaps_for_run
+
+    run, _ = full_run
+    icctp = predictions(run).filter(pl.col("method") == "icctp")
+    langs = dict(icctp.group_by("benchmark").agg(pl.col("noun_lang").unique()).iter_rows())
+    assert langs == {"bad_rows": ["en"], "mmbench_cn": ["zh"], "mmbench_cn_en": ["en"], "pope": ["en"], "vqav2": ["en"]}
+    cn = icctp.filter(pl.col("benchmark") == "mmbench_cn")
+    assert (cn["center_source"] == "nouns").all()
+    assert all(p and all("\u4e00" <= ch <= "\u9fff" for ch in "".join(p)) for p in cn["noun_phrases"].to_list())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        paths = heatmaps_for_run(run, 10, tmp_path)
+    assert [str(w.message) for w in caught if "Glyph" in str(w.message)] == []
+    assert any(p.name.startswith("mmbench_cn_") and not p.name.startswith("mmbench_cn_en") for p in paths)
 
 
 def test_pruned_rows_keep_the_budget(full_run):

@@ -52,14 +52,15 @@ def stage(variants):
     return s
 
 
-def rows(seeds, pending=None, benchmarks=None):
+def rows(seeds, pending=None, benchmarks=None, phrases=None, langs=None):
     n = len(seeds)
     cols = {"benchmark": benchmarks or ["pope"] * n, "sample_id": [str(i) for i in range(n)], "image_id": ["i"] * n,
-            "question": ["q"] * n, "prompt": ["q"] * n, "targets": ["{}"] * n}
+            "question": ["q"] * n, "prompt": ["q"] * n, "targets": ["{}"] * n, "noun_lang": langs or ["en"] * n}
     if pending is not None:
         cols["pending"] = pending
     image = ImagePixels("k", torch.zeros(1, 3, 2, 2), (2, 2))
-    samples = [PreparedSample(image_key="k", text_ids=[9], image_pos=0, seed=seed) for seed in seeds]
+    samples = [PreparedSample(image_key="k", text_ids=[9], image_pos=0, seed=seed, phrases=p)
+               for seed, p in zip(seeds, phrases or [[] for _ in seeds])]
     return to_arrow(pa.table(cols), PreparedBatch(samples, {"k": image}))
 
 
@@ -121,3 +122,9 @@ def test_pixels_in_another_dtype_than_the_model_are_refused():
     s.vlm.dtype = torch.bfloat16
     with pytest.raises(ValueError, match="model's dtype"):
         s(rows([1]))
+
+
+def test_rows_keep_the_phrase_texts_and_the_extractor_language():
+    out = stage(VARIANTS[:1])(rows([1, 2], phrases=[["猫"], ["dog", "ball"]], langs=["zh", "en"])).to_pylist()
+    assert [r["noun_phrases"] for r in out] == [["猫"], ["dog", "ball"]]
+    assert [r["noun_lang"] for r in out] == ["zh", "en"]

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from icctp import nouns
 from pipeline.model import compat, families, images
 from pipeline.model.visual import ImagePixels
 
@@ -92,8 +93,10 @@ class Preprocessor:
         """Check, decode, tokenize and process ``samples``; each distinct image is processed once.
 
         samples: dicts with ``image`` (bytes | PIL), ``prompt`` (user turn), ``question`` (for nouns;
-        the prompt when the key is absent), ``noun_phrases`` (list[str] | None). ``with_centers``:
-        build icctp's center groups (spaCy finds the phrases when ``noun_phrases`` is None).
+        the prompt when the key is absent), ``noun_spans`` (the question's noun phrases as
+        ``icctp.nouns.Phrase``s or ``{text, start, end}`` dicts, from ``pipeline.nlp.question_phrases``).
+        ``with_centers``: build icctp's center groups (they need ``noun_spans``: a sample without
+        them raises, it is a caller's mistake, not a data failure).
         """
         memo = memo or Memo()
         prepared, decoded = [], {}
@@ -129,27 +132,18 @@ class Preprocessor:
         except ValueError as exc:
             row.error = f"{type(exc).__name__}: {exc}"
             return row, None
-        given = sample.get("noun_phrases")
-        if given is not None:
-            row.phrases = [str(p) for p in given]
+        spans = sample.get("noun_spans")
+        phrases = None if spans is None else nouns.as_phrases(spans)
+        if phrases is not None:
+            row.phrases = [p.text for p in phrases]
         if with_centers:
+            if phrases is None:
+                raise ValueError("icctp needs each question's noun_spans (pipeline.nlp.question_phrases)")
             try:
-                self._centers(row, question, given)
+                row.center_ids, row.center_source = nouns.center_token_groups(question, phrases, self.tokenizer)
             except ValueError as exc:
                 row.center_error = f"{type(exc).__name__}: {exc}"
         return row, image
-
-    def _centers(self, row: PreparedSample, question: str, given) -> None:
-        from icctp import nouns
-
-        if given is None:
-            from pipeline.nlp import load_spacy
-
-            phrases = nouns.noun_phrases(load_spacy()(question))
-        else:
-            phrases = nouns.locate_phrases(question, [str(p) for p in given])
-        row.center_ids, row.center_source = nouns.center_token_groups(question, phrases, self.tokenizer)
-        row.phrases = [p.text for p in phrases]
 
 
 def _decoded(image, memo: Memo) -> tuple:

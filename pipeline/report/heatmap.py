@@ -26,6 +26,7 @@ import polars as pl  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from pipeline.report.fonts import use_cjk_font  # noqa: E402
 from pipeline.report.runs import input_files, model_config, read_run_info, scan_predictions  # noqa: E402
 
 SIDE = 24
@@ -188,6 +189,7 @@ def draw_heatmap(image: Image.Image, row: dict, path: Path, config=None) -> np.n
     views = grid_views(image, layout)
     cols = min(3, len(views))
     rows = math.ceil(len(views) / cols)
+    use_cjk_font()
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 4.2 * rows + 0.9), squeeze=False)
     for ax, (title, view), cells in zip(axes.flat, views, grid):
         ax.imshow(view, extent=(0, SIDE, SIDE, 0))

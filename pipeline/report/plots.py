@@ -15,6 +15,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import polars as pl  # noqa: E402
 
+from pipeline.report.fonts import use_cjk_font  # noqa: E402
 from pipeline.report.tables import variant_order  # noqa: E402
 
 DPI = 100
@@ -64,6 +65,7 @@ def accuracy_vs_budget(heads: dict[str, pl.DataFrame], path: Path) -> Path:
     budgets = allh["budget"].unique().to_list()
     cols = min(3, len(benchmarks))
     rows = math.ceil(len(benchmarks) / cols)
+    use_cjk_font()
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
     if len(heads) > len(LINESTYLES):
         raise ValueError(f"accuracy_vs_budget overlays at most {len(LINESTYLES)} runs, got {len(heads)}")
@@ -107,6 +109,7 @@ def retention_vs_reduction(efficiency: pl.DataFrame, path: Path) -> Path:
         rows = rows.with_columns(((1 - pl.col("n_kept") / pl.col("n_visual")) * 100).alias("reduction"))
         xlabel = "visual-token reduction (%)"
     colors = variant_colors(rows)
+    use_cjk_font()
     fig, ax = plt.subplots(figsize=(6, 4.2))
     for method in variant_order(rows):
         pts = rows.filter(pl.col("variant") == method).sort("reduction")
@@ -129,6 +132,7 @@ def latency_vs_budget(efficiency: pl.DataFrame, path: Path) -> Path | None:
     if not panels:
         return None
     colors = variant_colors(efficiency)
+    use_cjk_font()
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.8), squeeze=False)
     for ax, col in zip(axes.flat, panels):
         for method in variant_order(efficiency):

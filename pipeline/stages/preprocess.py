@@ -18,7 +18,7 @@ cuts batches at other rows than this stage did. Arrow keeps the dictionary throu
 between actors and concatenation (it unifies dictionaries), so any batch the model stage receives
 holds the pixels of every row it contains; a slice may carry a few unreferenced entries.
 
-Added columns (``image`` is dropped, ``noun_phrases`` is completed): ``error``, ``image_key``,
+Added columns (``image`` is dropped; ``noun_phrases``, the texts of the ``noun_spans``, is added): ``error``, ``image_key``,
 ``pixel_values``, ``pixel_shape`` [P, 3, S, S], ``pixel_dtype``, ``image_size`` [height, width],
 ``text_ids``, ``image_pos``, ``seed``, ``center_ids``, ``center_source``, ``center_error``.
 """
@@ -54,7 +54,7 @@ class PreprocessStage:
         self.preprocessor = Preprocessor.from_pretrained(model_path, getattr(torch, dtype))
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        columns = {name: batch.column(name).to_pylist() for name in ("image", "prompt", "question", "noun_phrases")}
+        columns = {name: batch.column(name).to_pylist() for name in ("image", "prompt", "question", "noun_spans")}
         samples = [dict(zip(columns, values)) for values in zip(*columns.values())]
         prepared = self.preprocessor.prepare(samples, with_centers=True)
         return to_arrow(batch.drop_columns(["image"]), prepared)

@@ -6,6 +6,8 @@ import pyarrow as pa
 
 STEP_TIMINGS = ("vision_ms", "select_ms", "prefill_ms", "decode_ms")  # the model's four steps, per row, ms
 TIMING_COLUMNS = (*STEP_TIMINGS, "other_ms")  # plus the model actor's time outside them, per row, ms
+# Noun phrases as character spans into the question (``icctp.nouns.Phrase``), written by the nouns stage.
+NOUN_SPANS = pa.list_(pa.struct([("text", pa.string()), ("start", pa.int32()), ("end", pa.int32())]))
 
 INPUT_SCHEMA = pa.schema(
     [
@@ -32,7 +34,8 @@ PREDICTION_SCHEMA = pa.schema(
         ("prompt", pa.string()),
         ("prediction", pa.string()),
         ("error", pa.string()),
-        ("noun_phrases", pa.list_(pa.string())),
+        ("noun_phrases", pa.list_(pa.string())),  # phrase texts, question order
+        ("noun_lang", pa.string()),  # extractor the phrases came from: "en" (spaCy) | "zh" (jieba)
         ("center_source", pa.string()),
         ("n_visual", pa.int32()),
         ("n_kept", pa.int32()),

@@ -23,7 +23,7 @@ from pipeline.model.timing import now_ms
 from pipeline.stages.preprocess import from_arrow
 from pipeline.stages.schema import PREDICTION_SCHEMA, STEP_TIMINGS
 
-INPUT_FIELDS = ("benchmark", "sample_id", "image_id", "question", "prompt", "targets", "noun_phrases")
+INPUT_FIELDS = ("benchmark", "sample_id", "image_id", "question", "prompt", "targets", "noun_phrases", "noun_lang")
 
 
 class VLMStage:
@@ -113,6 +113,7 @@ def _prediction_row(run_id: str, variant: Variant, row: dict, res: dict) -> dict
         "prediction": None if res.get("error") else res.get("prediction"),
         "error": res.get("error"),
         "noun_phrases": res.get("noun_phrases", row.get("noun_phrases")),
+        "noun_lang": row.get("noun_lang"),
         "center_source": res.get("center_source"),
         "n_visual": res.get("n_visual"),
         "n_kept": res.get("n_kept"),
