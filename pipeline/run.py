@@ -140,13 +140,13 @@ def vlm_stage(manifest: Manifest) -> ModelStage:
                                      max_new_tokens=manifest.generation.max_new_tokens, dtype=manifest.model.dtype))
 
 
-def build_chain(shards: list[str], plan: ResumePlan, compute: Compute, model: ModelStage, variants: list[dict],
-                run_id: str, predictions_dir: Path):
-    """The Ray Data chain read → [PendingFilter] → nouns → model → write over the ``shards`` with work left."""
+def build_chain(plan: ResumePlan, compute: Compute, model: ModelStage, variants: list[dict], run_id: str,
+                predictions_dir: Path):
+    """The Ray Data chain read → [PendingFilter] → nouns → model → write over the shards ``plan`` leaves to do."""
     import ray
     from ray.data import ActorPoolStrategy
 
-    ds = ray.data.read_parquet(shards, partitioning=None, num_cpus=0.25)
+    ds = ray.data.read_parquet(plan.shards, partitioning=None, num_cpus=0.25)
     ds = ds.repartition(target_num_rows_per_block=compute.block_rows)
     if plan.pending:
         keys = [variant_key(v["label"], v["budget"]) for v in variants]
@@ -198,8 +198,7 @@ def run_eval(manifest: Manifest, run_dir: Path, *, limit: int | None = None, add
     written = 0
     if plan.shards:
         init_ray(address)
-        ds = build_chain(plan.shards, plan, compute, model or vlm_stage(manifest), variants, info["run_id"],
-                         predictions_dir)
+        ds = build_chain(plan, compute, model or vlm_stage(manifest), variants, info["run_id"], predictions_dir)
         for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
             written += sum(batch.column("n").to_pylist())
 

@@ -171,7 +171,7 @@ def run_child(run_dir: Path) -> None:
     if plan.shards:
         init_ray("local")
         model = ModelStage(StandInModelStage, {"ms_per_question": spec["ms_per_question"]})
-        ds = build_chain(plan.shards, plan, manifest.compute, model, variants, info["run_id"], run_dir / "predictions")
+        ds = build_chain(plan, manifest.compute, model, variants, info["run_id"], run_dir / "predictions")
         t = time.perf_counter()
         written = sum(sum(b.column("n").to_pylist()) for b in ds.iter_batches(batch_format="pyarrow", batch_size=None))
         out["rows_written"] = written
