@@ -48,6 +48,7 @@ from raytools import kill_started, ray_env, short_tmpdir  # noqa: E402
 from pipeline.fixtures import datasets as fx  # noqa: E402
 from pipeline.manifest import Manifest  # noqa: E402
 from pipeline.stages.schema import PREDICTION_SCHEMA  # noqa: E402
+from pipeline.stages.vlm import variant_key  # noqa: E402
 
 VQAV2_QUESTIONS, VQAV2_IMAGES = 214_354, 40_504
 SECTION = "## Scale rehearsal (bench_scale)"
@@ -75,7 +76,7 @@ class StandInModelStage:
         pending = batch.column("pending").to_pylist() if "pending" in batch.column_names else None
         parts = []
         for v in self.variants:
-            key = f"{v['label']}@{v['budget']}"
+            key = variant_key(v["label"], v["budget"])
             rows = batch if pending is None else batch.filter(pa.array([key in p for p in pending]))
             n = rows.num_rows
             cols = {f.name: pa.nulls(n, f.type) for f in PREDICTION_SCHEMA}
