@@ -26,6 +26,7 @@ import json
 import os
 import random
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -139,10 +140,26 @@ def operator_stats(summary) -> list:
     return [op for parent in summary.parents if parent for op in operator_stats(parent)] + summary.operators_stats
 
 
+def start_local_ray(attempts: int = 3) -> None:
+    """``init_ray("local")``, retried: on a loaded machine the raylet can miss Ray's fixed 30 s start-up window."""
+    import ray
+
+    from pipeline.run import init_ray
+
+    for attempt in range(attempts):
+        try:
+            init_ray("local")
+            return
+        except Exception as e:  # noqa: BLE001 - Ray raises a bare Exception on a start-up timeout
+            log(f"Ray did not start ({e}); attempt {attempt + 1} of {attempts}")
+            ray.shutdown()
+    raise RuntimeError(f"Ray did not start in {attempts} attempts")
+
+
 def run_child(run_dir: Path) -> None:
     """One driver process: prepare, plan, chain, score, report; records each phase in ``child-<pid>.json``."""
     from pipeline.report import write_report
-    from pipeline.run import ModelStage, build_chain, init_ray, input_shards, open_run, score_run
+    from pipeline.run import ModelStage, build_chain, input_shards, open_run, score_run
     from pipeline.stages.prepare import prepare_benchmark, write_json_atomic
     from pipeline.stages.resume import plan_resume
 
@@ -170,7 +187,7 @@ def run_child(run_dir: Path) -> None:
                pending_rows_shipped=len(plan.pending))
     phase("rescan", t)
     if plan.shards:
-        init_ray("local")
+        start_local_ray()
         model = ModelStage(StandInModelStage, {"ms_per_question": spec["ms_per_question"]})
         ds = build_chain(plan, manifest.compute, model, variants, info["run_id"], run_dir / "predictions")
         t = time.perf_counter()
@@ -281,9 +298,13 @@ def log(message: str) -> None:
 def bench(root: Path, args: argparse.Namespace) -> dict:
     data, run_dir = root / "vqav2_synthetic.parquet", root / "run"
     t = time.perf_counter()
-    n_images = synthesize(data, args.questions)
+    if data.exists() and pq.read_metadata(data).num_rows == args.questions:  # from an earlier run in --out
+        n_images = pl.scan_parquet(data).select(pl.col("image_id").n_unique()).collect().item()
+    else:
+        n_images = synthesize(data, args.questions)
     synth_s = time.perf_counter() - t
-    log(f"synthesized {args.questions} questions over {n_images} images in {synth_s:.0f} s; run, kill at mid-run")
+    log(f"{args.questions} questions over {n_images} images ready in {synth_s:.0f} s; run, kill at mid-run")
+    shutil.rmtree(run_dir, ignore_errors=True)
     manifest = bench_manifest(data, args)
     variants = [(m.name, b) for m, b in manifest.variants()]
     run_dir.mkdir(parents=True, exist_ok=True)
