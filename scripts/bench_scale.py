@@ -140,8 +140,10 @@ def operator_stats(summary) -> list:
     return [op for parent in summary.parents if parent for op in operator_stats(parent)] + summary.operators_stats
 
 
-def start_local_ray(attempts: int = 3) -> None:
-    """``init_ray("local")``, retried: on a loaded machine the raylet can miss Ray's fixed 30 s start-up window."""
+def start_local_ray(attempts: int = 5) -> None:
+    """``init_ray("local")``, retried: on a loaded machine the raylet can miss Ray's fixed start-up
+    windows (30 s for the node, and its wait for the dashboard agent). What a failed attempt left
+    running under this process's private ``RAY_TMPDIR`` is stopped before the next."""
     import ray
 
     from pipeline.run import init_ray
@@ -153,6 +155,9 @@ def start_local_ray(attempts: int = 3) -> None:
         except Exception as e:  # noqa: BLE001 - Ray raises a bare Exception on a start-up timeout
             log(f"Ray did not start ({e}); attempt {attempt + 1} of {attempts}")
             ray.shutdown()
+            if os.environ.get("RAY_TMPDIR", "").startswith("/tmp/icr"):
+                kill_started(os.environ["RAY_TMPDIR"])
+            time.sleep(10)
     raise RuntimeError(f"Ray did not start in {attempts} attempts")
 
 
