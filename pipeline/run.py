@@ -5,12 +5,13 @@ The data path, top to bottom::
     prepare (driver, per benchmark: HF split → inputs/benchmark=*/shard-*.parquet)
       → read_parquet → repartition(block_rows) → [PendingFilter on resume]
       → nouns (CPU actors) → preprocess (CPU actors: decode, image processor, tokenize)
-      → vlm (model actors, GPU or CPU: vision, select, assemble, generate) → write (atomic part files)
-      → score (driver, polars) → metrics.parquet, report.md
+      → model (``ModelStage``, default VLMStage: actors, GPU or CPU: vision, select, assemble, generate)
+      → write (atomic part files) → score (driver, polars, one variant at a time) → metrics.parquet, report.md
 
 Run directory: ``run.json``, ``inputs/``, ``predictions/benchmark=*/variant=*/budget=*/``,
-``metrics.parquet``, ``report.md``. Rerunning with the same directory resumes: finished rows
-are skipped, nothing is lost or duplicated.
+``metrics.parquet``, ``report.md``. Rerunning with the same directory resumes: the driver
+decides per input shard what is pending (``pipeline.stages.resume``), finished shards are not
+read again, nothing is lost or duplicated.
 """
 from __future__ import annotations
 
@@ -28,14 +29,14 @@ from pathlib import Path
 import polars as pl
 
 from pipeline.fixtures import tiny_model_path
-from pipeline.manifest import FIXTURE_PREFIX, Manifest
+from pipeline.manifest import FIXTURE_PREFIX, Compute, Manifest, Variant
 from pipeline.model.vlm import resolve_dtype
 from pipeline.report import write_report
 from pipeline.stages.nouns import NounStage
+from pipeline.stages.prepare import prepare_benchmark, write_json_atomic
 from pipeline.stages.preprocess import PreprocessStage
-from pipeline.stages.prepare import input_ids, prepare_benchmark, write_json_atomic
-from pipeline.stages.resume import PendingFilter, drop_error_rows, scan_done
-from pipeline.stages.score import check_complete, read_predictions, score_predictions, scoring_card
+from pipeline.stages.resume import PendingFilter, ResumePlan, drop_error_rows, plan_resume
+from pipeline.stages.score import score_partitions, scoring_card
 from pipeline.stages.vlm import VLMStage
 from pipeline.stages.write import WriteStage
 
@@ -124,13 +125,77 @@ def init_ray(address: str | None) -> None:
     ray.init(num_cpus=max(4, os.cpu_count() or 1), include_dashboard=False, logging_level=logging.WARNING)
 
 
-def run_eval(manifest: Manifest, run_dir: Path, *, limit: int | None = None, address: str | None = None,
-             retry_errors: bool = False) -> RunResult:
-    """Run (or resume) ``manifest`` into ``run_dir``; ``retry_errors`` first drops the error rows of
-    a previous attempt so that they run again."""
+@dataclass
+class ModelStage:
+    """The model stage of the chain: a ``map_batches`` callable class and its constructor kwargs.
+
+    The chain also passes ``variants`` (``Variant``s) and ``run_id``; ``__call__`` maps a block of
+    rows (with ``pending`` on resume) to prediction rows. ``preprocess``: ``(model_path, dtype)``
+    of the CPU preprocess stage that runs before it, or None for a stage that takes raw rows.
+    """
+
+    cls: type
+    kwargs: dict
+    preprocess: tuple[str, str] | None = None
+
+
+def vlm_stage(manifest: Manifest) -> ModelStage:
+    """The real model stage: ``VLMStage`` on the manifest's model, fed by the preprocess stage."""
+    model_path = resolve_model_path(manifest.model.path)
+    device = "cuda" if manifest.compute.num_gpus else "cpu"
+    dtype = str(resolve_dtype(manifest.model.dtype, device)).removeprefix("torch.")
+    return ModelStage(VLMStage, dict(model_path=model_path, max_new_tokens=manifest.max_new_tokens(), dtype=dtype),
+                      preprocess=(model_path, dtype))
+
+
+def build_chain(plan: ResumePlan, compute: Compute, model: ModelStage, variants: list[Variant], run_id: str,
+                predictions_dir: Path, noun_langs: dict[str, str] | None = None):
+    """The Ray Data chain read → [PendingFilter] → nouns → [preprocess] → model → write over the shards
+    ``plan`` leaves to do; ``noun_langs``: the nouns setting per benchmark entry."""
     import ray
     from ray.data import ActorPoolStrategy
 
+    ds = ray.data.read_parquet(plan.shards, partitioning=None, num_cpus=0.25)
+    ds = ds.repartition(target_num_rows_per_block=compute.block_rows)
+    if plan.pending:
+        keys = [v.key for v in variants]
+        ds = ds.map_batches(PendingFilter, fn_constructor_args=(plan.pending, keys), batch_format="pyarrow",
+                            batch_size=None, compute=ActorPoolStrategy(size=1), num_cpus=0.25)
+    ds = ds.map_batches(NounStage, fn_constructor_args=(noun_langs or {},), batch_format="pyarrow",
+                        batch_size=compute.block_rows, compute=ActorPoolStrategy(size=compute.nouns_actors),
+                        num_cpus=compute.nouns_num_cpus)
+    if model.preprocess is not None:
+        actors = compute.preprocess_actors or max(1, int(ray.cluster_resources().get("CPU", 1)) // 4)
+        ds = ds.map_batches(PreprocessStage, fn_constructor_args=model.preprocess, batch_format="pyarrow",
+                            batch_size=compute.batch_size, num_cpus=compute.preprocess_num_cpus,
+                            compute=ActorPoolStrategy(min_size=1, max_size=actors))
+    ds = ds.map_batches(
+        model.cls, fn_constructor_kwargs=dict(variants=variants, run_id=run_id, **model.kwargs),
+        batch_format="pyarrow", batch_size=compute.batch_size, compute=ActorPoolStrategy(size=compute.vlm_actors),
+        num_cpus=compute.vlm_num_cpus, num_gpus=compute.num_gpus or None,
+    )
+    return ds.map_batches(WriteStage, fn_constructor_args=(str(predictions_dir),), batch_format="pyarrow",
+                          batch_size=None, compute=ActorPoolStrategy(size=1), num_cpus=0.25)
+
+
+def input_shards(run_dir: Path, benchmarks) -> dict[str, list[Path]]:
+    """Prepared input shards per benchmark entry, in shard order."""
+    return {name: sorted((run_dir / "inputs" / f"benchmark={name}").glob("shard-*.parquet")) for name in benchmarks}
+
+
+def score_run(run_dir: Path, manifest: Manifest) -> pl.DataFrame:
+    """Check the predictions of ``run_dir`` cover its inputs exactly once, score them, write ``metrics.parquet``."""
+    variants = manifest.variants()
+    cards = {name: scoring_card(name, src) for name, src in manifest.benchmarks.items()}
+    metrics = score_partitions(run_dir / "predictions", input_shards(run_dir, manifest.benchmarks), variants, cards)
+    metrics.write_parquet(run_dir / "metrics.parquet")
+    return metrics
+
+
+def run_eval(manifest: Manifest, run_dir: Path, *, limit: int | None = None, address: str | None = None,
+             retry_errors: bool = False, model: ModelStage | None = None) -> RunResult:
+    """Prepare, run the chain on what is pending, score and report; ``model`` defaults to ``vlm_stage``.
+    ``retry_errors`` first drops the error rows of a previous attempt so that they run again."""
     run_dir = Path(run_dir).resolve()
     info = open_run(manifest, run_dir, limit)
     compute = manifest.compute
@@ -140,51 +205,23 @@ def run_eval(manifest: Manifest, run_dir: Path, *, limit: int | None = None, add
     }
     info["datasets"] = prepared
     write_json_atomic(info, run_dir / "run.json")
-    expected = {name: input_ids(run_dir / "inputs" / f"benchmark={name}") for name in prepared}
 
     variants = manifest.variants()
-    keys = [v.key for v in variants]
     predictions_dir = run_dir / "predictions"
     if retry_errors:
         drop_error_rows(predictions_dir)
-    done = scan_done(predictions_dir)
-    total = sum(map(len, expected.values())) * len(keys)
+    shards = [s for files in input_shards(run_dir, prepared).values() for s in files]
+    plan = plan_resume(shards, predictions_dir, variants)
     written = 0
-    if len(done) < total:
+    if plan.shards:
         init_ray(address)
-        files = sorted(str(p) for p in (run_dir / "inputs").glob("benchmark=*/shard-*.parquet"))
-        ds = ray.data.read_parquet(files, partitioning=None, num_cpus=0.25)
-        ds = ds.repartition(target_num_rows_per_block=compute.block_rows)
-        if done:
-            ds = ds.map_batches(PendingFilter, fn_constructor_args=(done, keys), batch_format="pyarrow",
-                                batch_size=None, compute=ActorPoolStrategy(size=1), num_cpus=0.25)
-        ds = ds.map_batches(NounStage, fn_constructor_args=({n: s.nouns for n, s in manifest.benchmarks.items()},),
-                            batch_format="pyarrow", batch_size=compute.block_rows,
-                            compute=ActorPoolStrategy(size=compute.nouns_actors), num_cpus=compute.nouns_num_cpus)
-        model_path = resolve_model_path(manifest.model.path)
-        dtype = str(resolve_dtype(manifest.model.dtype, "cuda" if compute.num_gpus else "cpu")).removeprefix("torch.")
-        preprocess_actors = compute.preprocess_actors or max(1, int(ray.cluster_resources().get("CPU", 1)) // 4)
-        ds = ds.map_batches(PreprocessStage, fn_constructor_args=(model_path, dtype), batch_format="pyarrow",
-                            batch_size=compute.batch_size, num_cpus=compute.preprocess_num_cpus,
-                            compute=ActorPoolStrategy(min_size=1, max_size=preprocess_actors))
-        ds = ds.map_batches(
-            VLMStage,
-            fn_constructor_kwargs=dict(model_path=model_path, variants=variants,
-                                       run_id=info["run_id"], max_new_tokens=manifest.max_new_tokens(),
-                                       dtype=dtype),
-            batch_format="pyarrow", batch_size=compute.batch_size, compute=ActorPoolStrategy(size=compute.vlm_actors),
-            num_cpus=compute.vlm_num_cpus, num_gpus=compute.num_gpus or None,
-        )
-        ds = ds.map_batches(WriteStage, fn_constructor_args=(str(predictions_dir),), batch_format="pyarrow",
-                            batch_size=None, compute=ActorPoolStrategy(size=1), num_cpus=0.25)
+        ds = build_chain(plan, compute, model or vlm_stage(manifest), variants, info["run_id"], predictions_dir,
+                         {name: src.nouns for name, src in manifest.benchmarks.items()})
         for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
             written += sum(batch.column("n").to_pylist())
 
-    preds = read_predictions(predictions_dir)
-    check_complete(preds, expected, variants)
-    metrics = score_predictions(preds, {name: scoring_card(name, src) for name, src in manifest.benchmarks.items()})
-    metrics.write_parquet(run_dir / "metrics.parquet")
+    metrics = score_run(run_dir, manifest)
     report = write_report(run_dir)
     info["finished"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     write_json_atomic(info, run_dir / "run.json")
-    return RunResult(run_dir, written, preds.height, metrics, report)
+    return RunResult(run_dir, written, plan.rows_done + plan.rows_todo, metrics, report)

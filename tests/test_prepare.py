@@ -9,7 +9,6 @@ import pytest
 from pipeline.benchmarks import fixture_data_files, iter_samples
 from pipeline.manifest import BenchmarkSource
 from pipeline.stages.prepare import SUCCESS, prepare_benchmark
-from pipeline.stages.resume import PendingFilter, scan_done
 
 
 def shards(out):
@@ -46,46 +45,3 @@ def test_complete_prepare_is_reused_and_incomplete_is_redone(tmp_path, fixtures_
     again = prepare_benchmark("pope", src, out, shard_rows=8)
     assert again["fingerprint"] == first["fingerprint"] and shards(out)[0].height > 0
     assert json.loads((out / SUCCESS).read_text())["n_rows"] == first["n_rows"]
-
-
-def test_scan_done_and_pending_filter(tmp_path):
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    part = tmp_path / "predictions" / "benchmark=pope" / "variant=icctp" / "budget=64"
-    part.mkdir(parents=True)
-    pq.write_table(pa.table({"benchmark": ["pope", "pope"], "sample_id": ["1", "2"], "variant": ["icctp"] * 2,
-                             "budget": pa.array([64, 64], pa.int32())}), part / "part-a.parquet")
-    (part / ".part-b.parquet.tmp").write_bytes(b"half")
-    done = scan_done(tmp_path / "predictions")
-    assert not (part / ".part-b.parquet.tmp").exists()
-    batch = pa.table({"benchmark": ["pope"] * 3, "sample_id": ["1", "2", "3"]})
-    out = PendingFilter(done, ["icctp@64", "full@576"])(batch)
-    assert out["sample_id"].to_pylist() == ["1", "2", "3"]
-    assert out["pending"].to_pylist() == [["full@576"], ["full@576"], ["icctp@64", "full@576"]]
-    only_icctp = PendingFilter(done, ["icctp@64"])(batch)
-    assert only_icctp["sample_id"].to_pylist() == ["3"]
-
-
-def test_drop_error_rows_rewrites_or_removes_part_files(tmp_path):
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from pipeline.stages.resume import drop_error_rows, scan_done
-
-    d = tmp_path / "predictions" / "benchmark=pope" / "variant=full" / "budget=576"
-    d.mkdir(parents=True)
-
-    def part(name, errors):
-        ids = [f"{name}{i}" for i in range(len(errors))]
-        pq.write_table(pa.table({"benchmark": ["pope"] * len(ids), "sample_id": ids, "variant": ["full"] * len(ids),
-                                 "budget": pa.array([576] * len(ids), pa.int32()), "error": errors}), d / f"{name}.parquet")
-
-    part("a", [None, "ImageError: x", None])
-    part("b", ["E", "E"])
-    part("c", [None])
-    assert drop_error_rows(tmp_path / "predictions") == 3
-    assert sorted(p.name for p in d.iterdir()) == ["a.parquet", "c.parquet"]
-    assert pq.read_table(d / "a.parquet").column("sample_id").to_pylist() == ["a0", "a2"]
-    assert sorted(k.split("\x1f")[1] for k in scan_done(tmp_path / "predictions")) == ["a0", "a2", "c0"]
-    assert drop_error_rows(tmp_path / "predictions") == 0

@@ -105,9 +105,3 @@ def prepare_benchmark(
     }
     write_json_atomic(record, marker)
     return record
-
-
-def input_ids(out_dir: Path) -> list[str]:
-    """The sample ids of a prepared benchmark, in shard order."""
-    files = sorted(out_dir.glob("shard-*.parquet"))
-    return [sid for f in files for sid in pq.read_table(f, columns=["sample_id"]).column(0).to_pylist()]

@@ -3,7 +3,7 @@
 Each (benchmark, variant, budget) group of a block becomes one file, written atomically (temp
 file + rename) under a name derived from its content (the sorted sample ids), so a retried
 task rewrites the same file instead of adding a duplicate, and a killed run leaves only
-complete files behind (plus temp files that ``resume.scan_done`` removes).
+complete files behind (plus temp files that ``resume.remove_temp_files`` deletes).
 """
 from __future__ import annotations
 
