@@ -50,7 +50,7 @@ def test_chinese_heatmap_renders_every_glyph(tmp_path):
     rng = np.random.default_rng(0)
     image = Image.fromarray(rng.integers(0, 255, (300, 400, 3), dtype=np.uint8))
     kept = sorted(rng.choice(576, size=32, replace=False).tolist())
-    row = {"benchmark": "mmbench_cn", "sample_id": "241", "method": "icctp", "budget": 32, "question": QUESTION,
+    row = {"benchmark": "mmbench_cn", "sample_id": "241", "variant": "icctp", "method": "icctp", "budget": 32, "question": QUESTION,
            "n_visual": 576, "n_kept": 32, "kept_indices": kept, "kept_clusters": [i % 4 - 1 for i in range(32)],
            "noun_phrases": ["图", "iPhone", "手机", "颜色"], "center_source": "nouns"}
     assert glyph_warnings(lambda: draw_heatmap(image, row, tmp_path / "h.png")) == []

@@ -11,8 +11,10 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
+from pipeline.manifest import Variant
 from pipeline.model.inputs import PreparedBatch, PreparedSample
 from pipeline.model.visual import ImagePixels
+from pipeline.stages.schema import NOUN_SPANS
 from pipeline.stages.preprocess import COLUMNS, PreprocessStage, from_arrow, to_arrow
 
 GOLDEN = Path(__file__).parent / "data" / "golden_predictions.parquet"
@@ -92,7 +94,7 @@ def test_image_processor_runs_once_per_distinct_image(fixtures_root, monkeypatch
     rows = pq.read_table(fixtures_root / "data" / "vqav2.parquet").slice(0, 8)
     table = pa.table({"image": [r["bytes"] for r in rows.column("image").to_pylist()],
                       "prompt": rows.column("question"), "question": rows.column("question"),
-                      "noun_phrases": [[] for _ in range(8)]})
+                      "noun_spans": pa.array([[] for _ in range(8)], NOUN_SPANS)})
     out = stage(table)
     distinct = len(set(table.column("image").to_pylist()))
     assert distinct < 8 and seen == [distinct]
@@ -113,7 +115,7 @@ def test_predictions_equal_those_recorded_before_the_preprocess_stage(fixtures_r
         nouns, out = NounStage(), []
         for kind in CASES:
             path = str(tiny_model_path(kind))
-            variants = [{"label": m, "method": m, "budget": b, "params": {}} for m, b in VARIANTS[kind]]
+            variants = [Variant(m, m, b) for m, b in VARIANTS[kind]]
             pre, vlm = PreprocessStage(path, "float32"), VLMStage(path, variants, "golden", 4, "float32", "cpu")
             for table in input_rows(kind, tmp_path):
                 table = nouns(table)

@@ -5,9 +5,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.stages.resume import PendingFilter, plan_resume
+from pipeline.manifest import Variant
 from pipeline.stages.write import partition_dir
 
-VARIANTS = [("full", 576), ("icctp", 64)]
+VARIANTS = [Variant("full", "full", 576), Variant("icctp", "icctp", 64)]
 KEYS = ["full@576", "icctp@64"]
 
 
@@ -20,7 +21,7 @@ def write_shard(path, bench, ids):
 def write_part(root, bench, label, budget, ids, name):
     out = partition_dir(root, bench, label, budget)
     out.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.table({"benchmark": [bench] * len(ids), "sample_id": ids, "method": [label] * len(ids),
+    pq.write_table(pa.table({"benchmark": [bench] * len(ids), "sample_id": ids, "variant": [label] * len(ids),
                              "budget": pa.array([budget] * len(ids), pa.int32())}), out / f"part-{name}.parquet")
     return out
 

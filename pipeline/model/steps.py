@@ -22,8 +22,8 @@ from pipeline.model.assemble import left_pad, splice
 from pipeline.model.generation import Generated
 from pipeline.model.visual import ImagePixels, VisualTokens
 
-REFERENCE_TOKENS = 576
-KEEP_ALL = ("full", "fastv")  # fastv prunes inside the LLM (``fastv.FastVRunner``), not here
+from pipeline.methods import get_method
+
 GLOBAL_CLUSTER = -1
 FIXED_CLUSTER = -2
 
@@ -67,26 +67,29 @@ def encode(model, images: list[ImagePixels]) -> list[VisualTokens]:
 
 def select(visuals: list[VisualTokens], method: str, budget: int, *, seeds: list[int],
            centers: list[torch.Tensor] | None = None, **params) -> list[Kept]:
-    """Kept visual tokens per sample with ``method`` (``icctp.baselines`` or a KEEP_ALL method).
+    """Kept visual tokens per sample with ``method`` (a ``pipeline.methods`` entry).
 
     visuals: one per sample; budget: visual tokens per 576 (int >= 1); seeds: per-sample seeds
-    (random); centers: per-sample (K_i, d_llm) noun centers, required by icctp. Grids of equal size
-    and budget across the batch share one ``icctp.baselines.select`` call.
+    (random); centers: per-sample (K_i, d_llm) noun centers, for a method that needs
+    ``noun_centers``. Grids of equal size and budget across the batch share one
+    ``icctp.baselines.select`` call. The unpruned model and a method that prunes inside the LLM
+    keep every visual token here.
     """
-    if method in KEEP_ALL:
+    spec = get_method(method)
+    if not spec.prunes or spec.in_llm:
         return [Kept(torch.arange(v.n_visual, device=v.tokens.device)) for v in visuals]
     per_row = [[] for _ in visuals]  # (grid, kept positions, clusters | None, merged | None)
     jobs = {}
     for r, visual in enumerate(visuals):
         sizes = [int(g.numel()) for g in visual.grids]
-        total = scaled_budget(budget, visual.n_features, REFERENCE_TOKENS)
+        total = scaled_budget(budget, visual.n_features)
         for g, (grid, grid_budget) in enumerate(zip(visual.grids, split_budget(total, sizes))):
             if grid_budget >= grid.numel():
                 per_row[r].append((g, grid, None, None))
             else:
                 jobs.setdefault((int(grid.numel()), grid_budget), []).append((r, g))
     padded = mask = None
-    if jobs and method == "icctp":
+    if jobs and "noun_centers" in spec.needs:
         device = visuals[0].tokens.device
         padded, mask = pad_centers(centers)
         padded, mask = padded.to(device), mask.to(device)
@@ -108,15 +111,15 @@ def select(visuals: list[VisualTokens], method: str, budget: int, *, seeds: list
                 None if clusters is None else clusters[j],
                 None if merged is None else merged[j],
             ))
-    return [_combine(visual, sorted(parts, key=lambda p: p[0]), method)
-            for visual, parts in zip(visuals, per_row)]
+    return [_combine(visual, sorted(parts, key=lambda p: p[0])) for visual, parts in zip(visuals, per_row)]
 
 
-def _combine(visual: VisualTokens, parts, method: str) -> Kept:
-    """Merge per-grid picks with the fixed positions: sorted kept positions, aligned clusters, merged tokens."""
+def _combine(visual: VisualTokens, parts) -> Kept:
+    """Merge per-grid picks with the fixed positions: sorted kept positions, aligned clusters (when
+    the method reports clusters), merged tokens."""
     kept = torch.cat([p[1] for p in parts] + [visual.fixed])
     clusters = None
-    if method == "icctp" and any(p[2] is not None for p in parts):
+    if any(p[2] is not None for p in parts):
         pieces = [p[2].to(kept.device) if p[2] is not None else torch.full_like(p[1], GLOBAL_CLUSTER) for p in parts]
         clusters = torch.cat(pieces + [torch.full_like(visual.fixed, FIXED_CLUSTER)])
     order = torch.argsort(kept)

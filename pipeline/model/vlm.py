@@ -16,16 +16,14 @@ import contextlib
 
 import torch
 
-from icctp.baselines import METHODS
 from icctp.budget import scaled_budget
 from icctp.nouns import centers_from_groups
 from pipeline.model import compat, fastv, steps
 from pipeline.model.inputs import Memo, PreparedBatch, PreparedSample, Preprocessor
+from pipeline.methods import Method, get_method
 from pipeline.model.timing import now_ms
 from pipeline.stages.schema import STEP_TIMINGS
 
-EXTRA_METHODS = ("fastv",)
-ALL_METHODS = tuple(METHODS) + EXTRA_METHODS
 
 
 class VLM:
@@ -76,8 +74,8 @@ class VLM:
         the prompt when the key is absent; None or blank is an error row), ``noun_phrases``
         (list[str] | None -> spaCy). Returns what ``answer`` returns.
         """
-        _check_arguments(method, budget, max_new_tokens)
-        prepared = self.preprocessor.prepare(samples, with_centers=method == "icctp", memo=self._memo)
+        spec = _check_arguments(method, budget, max_new_tokens)
+        prepared = self.preprocessor.prepare(samples, with_centers="noun_centers" in spec.needs, memo=self._memo)
         return self.answer(prepared, method, budget, max_new_tokens, **method_kwargs)
 
     @torch.no_grad()
@@ -89,10 +87,11 @@ class VLM:
         kept_clusters, noun_phrases, center_source, error, timings {vision_ms, select_ms, prefill_ms,
         decode_ms}.
         """
-        _check_arguments(method, budget, max_new_tokens)
-        errors, centers = self._centers(prepared.samples) if method == "icctp" else \
+        spec = _check_arguments(method, budget, max_new_tokens)
+        with_centers = "noun_centers" in spec.needs
+        errors, centers = self._centers(prepared.samples) if with_centers else \
             ([s.error for s in prepared.samples], None)
-        outs = [_empty(s, method, error) for s, error in zip(prepared.samples, errors)]
+        outs = [_empty(s, with_centers, error) for s, error in zip(prepared.samples, errors)]
         live = [i for i, error in enumerate(errors) if error is None]
         if not live:
             return outs
@@ -111,15 +110,15 @@ class VLM:
         timings["vision_ms"] = vision_done - start
 
         kept = steps.select(visuals, method, budget, seeds=[row.seed for row in rows], centers=centers,
-                            **({} if method == "fastv" else method_kwargs))
+                            **({} if spec.in_llm else method_kwargs))
         select_done = now_ms(dev)
         timings["select_ms"] = select_done - vision_done
 
         inputs = steps.assemble(self.model, [row.text_ids for row in rows], [row.image_pos for row in rows],
                                 visuals, kept)
         runner = None
-        if method == "fastv":
-            spans = [(row.image_pos, v.n_visual, scaled_budget(budget, v.n_visual, steps.REFERENCE_TOKENS))
+        if spec.in_llm:
+            spans = [(row.image_pos, v.n_visual, scaled_budget(budget, v.n_visual))
                      for row, v in zip(rows, visuals)]
             runner = fastv.FastVRunner(self.model, spans, **method_kwargs)
         assembly_ms = now_ms(dev) - select_done
@@ -163,24 +162,24 @@ class VLM:
         return self.tokenizer.decode(ids, skip_special_tokens=True).strip()
 
 
-def _check_arguments(method: str, budget: int, max_new_tokens: int) -> None:
-    if method not in ALL_METHODS:
-        raise ValueError(f"unknown method {method!r}; expected one of {ALL_METHODS}")
+def _check_arguments(method: str, budget: int, max_new_tokens: int) -> Method:
+    """The registry entry of ``method``; ValueError for an unknown method or a bad budget or limit."""
+    spec = get_method(method)
     if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
         raise ValueError(f"budget must be an int >= 1, got {budget!r}")
     if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be an int >= 1, got {max_new_tokens!r}")
+    return spec
 
 
-def _empty(sample: PreparedSample, method: str, error: str | None) -> dict:
+def _empty(sample: PreparedSample, with_centers: bool, error: str | None) -> dict:
     """The output of a sample before (or instead of) running it."""
-    icctp = method == "icctp"
-    failed_centers = icctp and error is not None
+    failed_centers = with_centers and error is not None
     return dict(
         prediction=None, n_visual=None, n_kept=None, n_text=sample.n_text,
         kept_indices=None, kept_clusters=None,
         noun_phrases=[] if failed_centers else list(sample.phrases),
-        center_source=sample.center_source if icctp and error is None else None, error=error,
+        center_source=sample.center_source if with_centers and error is None else None, error=error,
         timings={name: 0.0 for name in STEP_TIMINGS},
     )
 
