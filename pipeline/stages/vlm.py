@@ -104,6 +104,7 @@ def _prediction_row(run_id: str, variant: dict, row: dict, res: dict) -> dict:
         "kept_indices": res.get("kept_indices"),
         "kept_clusters": res.get("kept_clusters"),
         "targets": row["targets"],
+        "evidence_patches": row.get("evidence_patches"),
         **{f: timings.get(f) for f in TIMING_FIELDS},
         "peak_memory_mb": res.get("peak_memory_mb"),
     }
