@@ -26,7 +26,9 @@ def wilson(p: float, n: int, z: float = Z95) -> tuple[float, float]:
     denom = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
+    low = 0.0 if p == 0.0 else max(0.0, centre - half)  # exact bounds where rounding would leave ~1e-17
+    high = 1.0 if p == 1.0 else min(1.0, centre + half)
+    return low, high
 
 
 def with_intervals(head: pl.DataFrame, cards: dict[str, str] | None = None) -> pl.DataFrame:
