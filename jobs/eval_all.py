@@ -1,6 +1,7 @@
 """Evaluate pruning methods × budgets × benchmarks for one model; write a run directory.
 
-    python jobs/eval_all.py --budget 64                        # embedded default (fixtures + tiny model)
+    python jobs/eval_all.py                                    # embedded default: the toy world (docs/toyworld.md)
+    python jobs/eval_all.py --manifest manifests/smoke.yaml --budget 64   # ten benchmark schemas, random tiny model
     ray job submit --working-dir . -- python jobs/eval_all.py --manifest manifests/llava15_7b_paper.yaml
 
 Connects to the running Ray cluster when there is one, else starts a local Ray. Rerun with the
@@ -26,7 +27,7 @@ def _csv(kind):
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--manifest", default="manifests/tiny.yaml", type=Path)
+    p.add_argument("--manifest", default="manifests/toyworld.yaml", type=Path)
     g = p.add_mutually_exclusive_group()
     g.add_argument("--budget", type=int, help="one visual-token budget (overrides the manifest's budgets)")
     g.add_argument("--budgets", type=_csv(int), help="comma-separated budgets, e.g. 128,64,32")

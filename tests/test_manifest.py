@@ -18,13 +18,13 @@ def test_shipped_manifests_validate(path):
     assert {src.benchmark or name for name, src in m.benchmarks.items()} <= set(BENCHMARKS)
 
 
-def test_paper_and_tiny_manifests_cover_the_ten_benchmarks():
-    for name in ("tiny", "llava15_7b_paper", "llava15_13b_paper", "llava_next_7b_paper"):
+def test_paper_and_smoke_manifests_cover_the_ten_benchmarks():
+    for name in ("smoke", "llava15_7b_paper", "llava15_13b_paper", "llava_next_7b_paper"):
         assert set(load_manifest(f"manifests/{name}.yaml").benchmarks) == TEN, name
 
 
 def test_full_runs_once_and_reference_budget_is_unpruned():
-    m = load_manifest("manifests/tiny.yaml")
+    m = load_manifest("manifests/smoke.yaml")
     pairs = [(v.label, v.budget) for v in m.variants()]
     assert pairs == [("full", REFERENCE_BUDGET), ("icctp", 64), ("cls", 64), ("random", 64)]
 
@@ -68,12 +68,12 @@ def test_bad_budget_and_duplicate_labels(tmp_path):
 
 
 def test_restrict_from_command_line():
-    m = load_manifest("manifests/tiny.yaml").restrict(budgets=[32], methods=["icctp"], benchmarks=["pope"],
+    m = load_manifest("manifests/smoke.yaml").restrict(budgets=[32], methods=["icctp"], benchmarks=["pope"],
                                                       compute={"batch_size": 4, "num_gpus": None})
     assert [(v.label, v.budget) for v in m.variants()] == [("icctp", 32)]
     assert list(m.benchmarks) == ["pope"] and m.compute.batch_size == 4
     with pytest.raises(ManifestError, match="nope"):
-        load_manifest("manifests/tiny.yaml").restrict(benchmarks=["nope"])
+        load_manifest("manifests/smoke.yaml").restrict(benchmarks=["nope"])
 
 
 @pytest.mark.parametrize(

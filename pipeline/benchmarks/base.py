@@ -14,6 +14,7 @@ A sample (one per dataset row) is the common schema every later stage reads::
     question   str|None    the raw question (noun phrases are taken from it)
     prompt     str         the user turn after "<image>\\n", without the chat template
     targets    str         JSON of the benchmark-native ground truth needed to score
+    evidence_patches list[int]|None  patch indices of the asked object, when the dataset records them
 
 A row whose question or image is empty or missing still becomes a sample: the model stage records
 the error on its prediction row. Only a schema problem raises, before any model work.
@@ -229,6 +230,7 @@ class Benchmark:
             "question": row.get("question"),
             "prompt": self.prompt(row),
             "targets": json.dumps(self.targets(row), ensure_ascii=False),
+            "evidence_patches": row.get("evidence_patches"),
         }
 
     # -- loading ------------------------------------------------------------------------------

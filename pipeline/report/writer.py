@@ -1,5 +1,6 @@
-"""``report.md`` of a run directory: aggregate "Acc.", a table per benchmark, unscored
-benchmarks, efficiency per budget, plots (``plots/*.png``) and optional kept-token heatmaps."""
+"""``report.md`` of a run directory: aggregate "Acc.", a table per benchmark, headline values with
+95% intervals, evidence coverage (when predictions carry ``evidence_patches``), unscored benchmarks,
+efficiency per budget, plots (``plots/*.png``) and optional kept-token heatmaps."""
 from __future__ import annotations
 
 import os
@@ -10,8 +11,10 @@ import polars as pl
 
 from pipeline.report import plots
 from pipeline.report.efficiency import FlopsFn, efficiency_table, new_tokens, other_share, resolve_flops_model
+from pipeline.report.evidence import coverage_table
 from pipeline.report.heatmap import heatmaps_for_run
-from pipeline.report.headline import run_cards
+from pipeline.report.headline import point_scale, run_cards
+from pipeline.report.intervals import with_intervals
 from pipeline.report.runs import (PEAK_MEMORY_COLUMN, TIMING_COLUMNS, check_run_dir, model_id,
                                   predicted_benchmarks, read_metrics, read_run_info, scan_predictions)
 from pipeline.report.tables import aggregate, benchmark_table, headline_metrics, scored, to_markdown
@@ -40,6 +43,26 @@ def header(run_dir: Path, info: dict) -> list[str]:
         lines.append(f"- model: `{model}`")
     lines += [f"- {k}: `{info[k]}`" for k in RUN_FIELDS if info.get(k) is not None]
     return lines + [""]
+
+
+def interval_section(head: pl.DataFrame, cards: dict[str, str]) -> list[str]:
+    """Headline value per benchmark x variant x budget with its 95% Wilson interval (points)."""
+    table = with_intervals(head, cards).with_columns(
+        (pl.col("value") * pl.col("benchmark").map_elements(lambda b: point_scale(cards.get(b, b)),
+                                                            return_dtype=pl.Float64)).alias("value"))
+    return ["## Headline with 95% intervals", "",
+            "Wilson score interval of the headline over the variant's n questions (exact for per-question "
+            "0/1 scores, approximate for F1 and soft VQA scores; none for MME points).", "",
+            to_markdown(table.select("benchmark", "variant", "budget", "metric", "value", "low", "high", "n"),
+                        {"value": 1, "low": 1, "high": 1}), ""]
+
+
+def coverage_section(table: pl.DataFrame) -> list[str]:
+    return ["## Evidence coverage", "",
+            "Over questions whose dataset records the asked object's patches (`evidence_patches`; none for "
+            "an absent object): kept_fraction = mean share of those patches kept, any_kept = share of "
+            "questions with at least one kept.", "",
+            to_markdown(table, {"kept_fraction": 3, "any_kept": 3}), ""]
 
 
 def efficiency_section(table: pl.DataFrame, note: str | None, n_new: int, other: float | None = None) -> list[str]:
@@ -146,6 +169,10 @@ def write_report(run_dir: Path, *, heatmaps: int = 0, heatmap_variant: str | Non
             metric = t.head.filter(pl.col("benchmark") == bench)["metric"][0]
             table = benchmark_table(t.metrics, t.head, bench, t.cards.get(bench))
             lines += [f"### {bench} (headline: {metric})", "", to_markdown(table, {"retention": 1}, 2), ""]
+        lines += interval_section(t.head, t.cards)
+    coverage = coverage_table(scan_predictions(run_dir))
+    if coverage is not None:
+        lines += coverage_section(coverage)
     if t.efficiency is not None:
         lines += efficiency_section(t.efficiency, t.flops_note, t.n_new, t.other_share)
     figures = run_plots(t, run_dir / "plots")

@@ -18,6 +18,7 @@ INPUT_SCHEMA = pa.schema(
         ("question", pa.string()),
         ("prompt", pa.string()),
         ("targets", pa.string()),  # JSON, benchmark-native ground truth
+        ("evidence_patches", pa.list_(pa.int32())),  # patches of the asked object, when the dataset has them
     ]
 )
 
@@ -43,6 +44,7 @@ PREDICTION_SCHEMA = pa.schema(
         ("kept_indices", pa.list_(pa.int32())),
         ("kept_clusters", pa.list_(pa.int32())),
         ("targets", pa.string()),
+        ("evidence_patches", pa.list_(pa.int32())),
         ("vision_ms", pa.float64()),
         ("select_ms", pa.float64()),
         ("prefill_ms", pa.float64()),

@@ -23,7 +23,8 @@ from pipeline.model.timing import now_ms
 from pipeline.stages.preprocess import from_arrow
 from pipeline.stages.schema import PREDICTION_SCHEMA, STEP_TIMINGS
 
-INPUT_FIELDS = ("benchmark", "sample_id", "image_id", "question", "prompt", "targets", "noun_phrases", "noun_lang")
+INPUT_FIELDS = ("benchmark", "sample_id", "image_id", "question", "prompt", "targets", "noun_phrases", "noun_lang",
+                "evidence_patches")
 
 
 class VLMStage:
@@ -121,6 +122,7 @@ def _prediction_row(run_id: str, variant: Variant, row: dict, res: dict) -> dict
         "kept_indices": res.get("kept_indices"),
         "kept_clusters": res.get("kept_clusters"),
         "targets": row["targets"],
+        "evidence_patches": row.get("evidence_patches"),
         **{f: timings.get(f) for f in STEP_TIMINGS},
         "other_ms": None,
         "peak_memory_mb": res.get("peak_memory_mb"),

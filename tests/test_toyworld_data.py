@@ -1,0 +1,97 @@
+"""Toy-world tables: the real VQAv2/POPE schemas plus evidence, deterministic, answers true of the image."""
+from __future__ import annotations
+
+import io
+
+import datasets
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from pipeline.benchmarks import iter_samples
+from pipeline.fixtures import toyworld as tw
+from test_fixture_datasets import HUB_SCHEMAS, describe
+
+
+@pytest.fixture(scope="module")
+def tables(tmp_path_factory):
+    return tw.write_tables(tmp_path_factory.mktemp("toyworld"), seed=3, n=41)
+
+
+def rows(path) -> list[dict]:
+    return pq.read_table(path).to_pylist()
+
+
+def test_tables_have_the_hub_schema_plus_evidence_and_load_through_the_cards(tables):
+    for name, path in tables.items():
+        ds = datasets.load_dataset("parquet", data_files={"test": str(path)}, split="test")
+        got = {col: describe(feature) for col, feature in ds.features.items()}
+        assert got == {**HUB_SCHEMAS[name], "evidence_patches": "list<int32>"}, name
+        assert len(ds) == 41
+        samples = list(iter_samples(name, data_files={"test": str(path)}))
+        assert [s["evidence_patches"] for s in samples] == [r["evidence_patches"] for r in rows(path)]
+
+
+def test_same_seed_rebuilds_byte_identical_and_another_seed_differs(tables, tmp_path):
+    again = tw.write_tables(tmp_path / "same", seed=3, n=41)
+    other = tw.write_tables(tmp_path / "other", seed=4, n=41)
+    for name, path in tables.items():
+        assert path.read_bytes() == again[name].read_bytes(), name
+        assert [r["question"] for r in rows(path)] != [r["question"] for r in rows(other[name])], name
+
+
+PALETTE = np.array(list(tw.COLORS.values()), float)  # (8, 3)
+
+
+def patch_pixels(image: np.ndarray) -> np.ndarray:
+    """(576, 196, 3) pixels of each 14x14 patch, raster order."""
+    grid = image.reshape(tw.GRID, tw.PATCH, tw.GRID, tw.PATCH, 3).transpose(0, 2, 1, 3, 4)
+    return grid.reshape(tw.N_PATCHES, tw.PATCH * tw.PATCH, 3).astype(float)
+
+
+def nearest_color(image: np.ndarray, patches: list[int]) -> str:
+    """Colour name nearest to the brightest pixels (90th percentile per channel) of ``patches``."""
+    top = np.percentile(patch_pixels(image)[patches].reshape(-1, 3), 90, axis=0)
+    return tw.COLOR_NAMES[int(np.linalg.norm(PALETTE - top, axis=1).argmin())]
+
+
+def test_vqav2_answers_agree_and_evidence_is_the_asked_object(tables):
+    table = rows(tables["vqav2"])
+    assert [r["question"].split()[1] for r in table[:4]] == ["color", "pattern", "color", "pattern"]
+    for r in table:
+        answers = {a["answer"] for a in r["answers"]}
+        assert answers == {r["multiple_choice_answer"]} and len(r["answers"]) == 10
+        image = np.asarray(Image.open(io.BytesIO(r["image"]["bytes"])))
+        assert image.shape == (336, 336, 3) and r["evidence_patches"]
+        if r["question"].startswith("What color"):
+            assert nearest_color(image, r["evidence_patches"]) == r["multiple_choice_answer"]
+        else:  # "What pattern is the red object?"
+            assert nearest_color(image, r["evidence_patches"]) == r["question"].split()[4]
+    by_image = {}
+    for r in table:
+        by_image.setdefault(r["image_id"], []).append(r)
+    assert all(len(v) <= 2 and v[0]["image"] == v[-1]["image"] for v in by_image.values())
+
+
+def test_pope_is_balanced_over_three_categories_and_absent_objects_have_no_evidence(tables):
+    table = rows(tables["pope"])
+    yes = [r for r in table if r["answer"] == "yes"]
+    no = [r for r in table if r["answer"] == "no"]
+    assert (len(yes), len(no)) == (21, 20)
+    assert {r["category"] for r in table} == set(tw.POPE_CATEGORIES)
+    assert all(r["evidence_patches"] == [] for r in no)
+    for r in yes:
+        image = np.asarray(Image.open(io.BytesIO(r["image"]["bytes"])))
+        assert nearest_color(image, r["evidence_patches"]) == r["question"].split()[3]
+    for r in no:  # the absent colour is nowhere in the image: no object patch is nearest to it
+        image = np.asarray(Image.open(io.BytesIO(r["image"]["bytes"])))
+        top = np.percentile(patch_pixels(image), 90, axis=1)  # (576, 3)
+        objects = top.max(1) > 120  # background is dark grey (40-85 + noise)
+        nearest = np.linalg.norm(top[objects, None] - PALETTE, axis=2).argmin(1)
+        assert objects.sum() >= 25 and tw.COLOR_NAMES.index(r["question"].split()[3]) not in set(nearest)
+
+
+def test_question_count_below_one_is_an_error(tmp_path):
+    with pytest.raises(ValueError, match="question count"):
+        tw.write_tables(tmp_path, seed=0, n=0)
