@@ -7,7 +7,7 @@ import pytest
 from pipeline.report import write_report
 from pipeline.report.evidence import coverage_table
 from pipeline.report.intervals import wilson, with_intervals
-from pipeline.report.synthetic import write_synthetic_run
+from pipeline.fixtures.synthetic_run import write_synthetic_run
 
 
 def test_wilson_matches_hand_computed_values():
@@ -30,6 +30,7 @@ def test_intervals_are_in_points_and_absent_for_mme():
 
 def test_coverage_counts_kept_evidence_and_skips_absent_objects_and_errors():
     preds = pl.LazyFrame({
+        "variant": ["icctp", "icctp", "icctp", "icctp", "cls"],
         "method": ["icctp", "icctp", "icctp", "icctp", "cls"],
         "budget": [16, 16, 16, 16, 16],
         "error": [None, None, None, "ImageError: x", None],
@@ -37,7 +38,7 @@ def test_coverage_counts_kept_evidence_and_skips_absent_objects_and_errors():
         "kept_indices": [[2, 4, 9], [6], [0], [7], [1, 2, 3]],
     }, schema_overrides={"evidence_patches": pl.List(pl.Int32), "kept_indices": pl.List(pl.Int32)})
     table = coverage_table(preds)
-    assert table.rows() == [("cls", 16, 1, 1.0, 1.0), ("icctp", 16, 2, 0.25, 0.5)]
+    assert table.rows() == [("cls", "cls", 16, 1, 1.0, 1.0), ("icctp", "icctp", 16, 2, 0.25, 0.5)]
 
 
 def test_no_coverage_without_evidence_column():
