@@ -82,7 +82,7 @@ class MethodSpec(_Strict):
         return v
 
     @model_validator(mode="after")
-    def _known_method_and_options(self) -> "MethodSpec":
+    def _known_method_and_options(self) -> MethodSpec:
         check_method(self.method, self.params)
         if self.label in METHODS and self.label != self.method:
             raise ValueError(f"label {self.label!r} names another method; choose a label that is not one of "
@@ -145,7 +145,7 @@ class Manifest(_Strict):
         return sorted(set(v), reverse=True)
 
     @model_validator(mode="after")
-    def _labels_unique(self) -> "Manifest":
+    def _labels_unique(self) -> Manifest:
         names = [m.name for m in self.methods]
         dup = {n for n in names if names.count(n) > 1}
         if dup:
@@ -155,7 +155,7 @@ class Manifest(_Strict):
         return self
 
     @model_validator(mode="after")
-    def _known_benchmarks_and_fixtures(self) -> "Manifest":
+    def _known_benchmarks_and_fixtures(self) -> Manifest:
         from pipeline.benchmarks import BENCHMARKS
         from pipeline.fixtures import MODEL_KINDS, dataset_names
 
@@ -178,7 +178,7 @@ class Manifest(_Strict):
         return self
 
     @model_validator(mode="after")
-    def _options_fit_budgets(self) -> "Manifest":
+    def _options_fit_budgets(self) -> Manifest:
         pruned = [b for b in self.budgets if b < REFERENCE_BUDGET]
         for i, m in enumerate(self.methods):
             pivots = m.params.get("n_pivots")
@@ -188,7 +188,7 @@ class Manifest(_Strict):
         return self
 
     def restrict(self, *, budgets: list[int] | None = None, methods: list[str] | None = None,
-                 benchmarks: list[str] | None = None, compute: dict[str, Any] | None = None) -> "Manifest":
+                 benchmarks: list[str] | None = None, compute: dict[str, Any] | None = None) -> Manifest:
         """A copy narrowed or overridden from the command line; unknown names are errors."""
         data = self.model_dump()
         if budgets is not None:

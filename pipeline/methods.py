@@ -52,7 +52,9 @@ class Param:
             if self.low is not None or self.high is not None:
                 lo = "-inf" if self.low is None else f"{self.low:g}"
                 hi = "inf" if self.high is None else f"{self.high:g}"
-                text += f" in {'(' if self.low_open or self.low is None else '['}{lo}, {hi}{')' if self.high_open or self.high is None else ']'}"
+                left = "(" if self.low_open or self.low is None else "["
+                right = ")" if self.high_open or self.high is None else "]"
+                text += f" in {left}{lo}, {hi}{right}"
         return text + (" or null" if self.nullable else "")
 
     def accepts(self, value: Any) -> bool:

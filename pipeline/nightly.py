@@ -83,7 +83,7 @@ def run_nightly(manifest: Path, runs_root: Path, *, baseline: Path | None = None
     runs_root = Path(runs_root)
     runs_root.mkdir(parents=True, exist_ok=True)
     tol = tolerances_for(manifest, tolerances)
-    stamp = (now or dt.datetime.now(dt.timezone.utc)).strftime("%Y%m%d-%H%M%S")
+    stamp = (now or dt.datetime.now(dt.UTC)).strftime("%Y%m%d-%H%M%S")
     run_dir = runs_root / f"nightly-{stamp}"
     if run_dir.exists():
         raise FileExistsError(f"{run_dir} already exists")

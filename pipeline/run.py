@@ -101,7 +101,7 @@ def open_run(manifest: Manifest, run_dir: Path, limit: int | None) -> dict:
         info["resumed"] = info.get("resumed", 0) + 1
     else:
         info = {"run_id": uuid.uuid4().hex[:12], "manifest": resolved, "limit": limit,
-                "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "resumed": 0}
+                "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "resumed": 0}
     info.update(git_commit=_git_commit(), versions=_versions())
     write_json_atomic(info, path)
     return info
@@ -222,6 +222,6 @@ def run_eval(manifest: Manifest, run_dir: Path, *, limit: int | None = None, add
 
     metrics = score_run(run_dir, manifest)
     report = write_report(run_dir)
-    info["finished"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    info["finished"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     write_json_atomic(info, run_dir / "run.json")
     return RunResult(run_dir, written, plan.rows_done + plan.rows_todo, metrics, report)

@@ -28,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from benchlib import append_to_section, cpu_model  # noqa: E402
+
 from pipeline.evaluators.vqa import normalize_expr, vqa_accuracy, vqa_accuracy_frame  # noqa: E402
 from pipeline.evaluators.vqa_eval import vqav2_accuracy  # noqa: E402
 from tests import reference_evaluators as ref  # noqa: E402
@@ -144,7 +145,7 @@ def main() -> None:
     mean = sum(ref_scores) / len(ref_scores)
 
     ratio_frame, ratio_list, ratio_server = ref_s / frame_s, ref_s / list_s, server_ref_s / server_s
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     report = "\n".join([
         f"### {now:%Y-%m-%d %H:%M} UTC — polars vqa_accuracy and vqav2_accuracy vs per-row Python references",
         "",

@@ -28,8 +28,9 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from benchlib import append_to_section, cpu_model  # noqa: E402
-from pipeline.fixtures import ensure_fixtures  # noqa: E402
+
 from icctp.nouns import zh_noun_phrases  # noqa: E402
+from pipeline.fixtures import ensure_fixtures  # noqa: E402
 from pipeline.nlp import load_jieba, load_spacy, question_phrases  # noqa: E402
 
 SECTION = "## Noun extraction (bench_nouns)"
@@ -86,7 +87,7 @@ def main() -> None:
     verdict = "met" if ratio >= 1 else "not met"
     command = ".venv/bin/python scripts/" + " ".join([Path(sys.argv[0]).name] + [shlex.quote(a) for a in sys.argv[1:]])
     block = "\n".join([
-        f"### {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
+        f"### {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC",
         "",
         f"- command: `{command}`",
         f"- machine: {os.cpu_count()} CPUs (`nproc`), {cpu_model()}, one process, load average at the end "

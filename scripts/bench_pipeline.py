@@ -115,7 +115,7 @@ def vision_reuse(data: Path, batch_size: int) -> tuple[float, float]:
         key = images.image_key
         if not dedupe:  # every row its own key: the tower runs once per question
             counter = iter(range(10**9))
-            images.image_key = lambda img: f"{key(img)}#{next(counter)}"
+            images.image_key = lambda img, key=key, counter=counter: f"{key(img)}#{next(counter)}"
         try:
             start = time.perf_counter()
             for i in range(0, len(samples), batch_size):

@@ -42,6 +42,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from benchlib import append_to_section, cpu_model  # noqa: E402
 from gpu_check import random_llava  # noqa: E402
+
 from icctp.flops import llava_flops  # noqa: E402
 from pipeline.model import steps  # noqa: E402
 from pipeline.model.visual import VisualTokens  # noqa: E402
@@ -198,7 +199,7 @@ def main() -> None:
     verdict_cpu = "met" if worst_cpu >= GOAL else "NOT met"
     command = ".venv/bin/python scripts/" + " ".join([Path(sys.argv[0]).name] + [shlex.quote(a) for a in sys.argv[1:]])
     block = "\n".join([
-        f"### {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
+        f"### {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC",
         "",
         f"- command: `{command}` ({elapsed:.0f} s)",
         f"- machine: {os.cpu_count()} CPUs (`nproc`), {cpu_model()}, torch {torch.__version__} "

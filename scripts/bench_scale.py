@@ -359,7 +359,7 @@ def report(r: dict, args: argparse.Namespace) -> None:
     table = "\n".join(["| measure | value |", "|---|---|", *(f"| {a} | {b} |" for a, b in rows)])
     print(table)
     if args.record:
-        append_to_section(SECTION, INTRO, f"### {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC\n\n"
+        append_to_section(SECTION, INTRO, f"### {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC\n\n"
                           f"{os.cpu_count()} cores ({cpu_model()}), shared; stand-in {args.ms_per_question} ms per "
                           f"question, batch {args.batch_size}, block {args.block_rows} rows, shard {args.shard_rows} "
                           f"rows, {args.nouns_actors} nouns actor(s), load average at the end "

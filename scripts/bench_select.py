@@ -30,8 +30,9 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from benchlib import append_to_section, cpu_model  # noqa: E402
-from icctp.select import icctp_select  # noqa: E402
 from reference_algorithm import reference_icctp  # noqa: E402
+
+from icctp.select import icctp_select  # noqa: E402
 
 SECTION = "## Selection (icctp_select)"
 INTRO = ("`scripts/bench_select.py`: selection time at the LLaVA-1.5-7B shape, measured against a\n"
@@ -124,7 +125,7 @@ def main() -> None:
     command = ".venv/bin/python scripts/" + " ".join([Path(sys.argv[0]).name] + [shlex.quote(a) for a in sys.argv[1:]])
     block = "\n".join(
         [
-            f"### {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
+            f"### {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC",
             "",
             f"- command: `{command}`",
             f"- machine: {os.cpu_count()} CPUs (`nproc`), {cpu}, torch {torch.__version__} ({torch.get_num_threads()} threads), no GPU, "

@@ -55,7 +55,7 @@ def reference_icctp(
     # Step 3: redundancy-aware pruning (lines 13-18).
     a_min, a_max = min(a), max(a)
     score = {}
-    for j, members in enumerate(clusters):
+    for members in clusters:
         for i in members:
             a_tilde = (a[i] - a_min) / (a_max - a_min) if a_max > a_min else 0.0
             score[i] = alpha * cos_to_center[i] + (1 - alpha) * a_tilde

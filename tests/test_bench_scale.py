@@ -9,7 +9,6 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 from datasets import Features
-
 from raytools import REPO, ray_env, short_tmpdir
 
 sys.path.insert(0, str(REPO / "scripts"))

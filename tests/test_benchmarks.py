@@ -261,7 +261,8 @@ def test_bad_rows_pass_through_as_samples(files):
 
 # -- scoring on hand-made prediction frames --------------------------------------------------
 
-def predictions(rows: list[tuple[str | None, str | None, dict]]) -> "pl.DataFrame":
+def predictions(rows: list[tuple[str | None, str | None, dict]]):
+    """A prediction frame (polars) of (prediction, error, targets) rows."""
     import polars as pl
 
     return pl.DataFrame(

@@ -7,9 +7,9 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from reference_algorithm import reference_exact_allocation
 
 from icctp.budget import exact_allocation, scaled_budget, split_budget
-from reference_algorithm import reference_exact_allocation
 
 
 def allocate(sizes: list[list[int]], total: int, priority: list[list[int]] | None = None) -> list[list[int]]:

@@ -10,8 +10,8 @@ import polars as pl
 import pytest
 from test_plots import assert_png
 
-from pipeline.report.compare import compare_metrics
 from pipeline.fixtures.synthetic_run import write_synthetic_run
+from pipeline.report.compare import compare_metrics
 from pipeline.report.tolerances import Tolerances, load_tolerances, run_tolerances
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -5,8 +5,8 @@ import random
 
 import polars as pl
 import pytest
-
 import reference_evaluators as ref
+
 from pipeline.evaluators.exact_match import exact_match_frame, normalize_exact
 
 

@@ -5,8 +5,8 @@ import random
 
 import polars as pl
 import pytest
-
 import reference_evaluators as ref
+
 from pipeline.evaluators.mcq import choice_accuracy, extract_choice, extract_choice_expr, option_letters
 
 ABC = ["A", "B", "C"]

@@ -8,9 +8,9 @@ import random
 
 import polars as pl
 import pytest
-
 import reference_evaluators as ref
 from mmbench_answers import options, prediction
+
 from pipeline.benchmarks import get_benchmark
 from pipeline.evaluators.mmbench import can_infer, can_infer_expr, circular_accuracy, offered_expr, offered_options
 from pipeline.stages.score import score_predictions

@@ -6,8 +6,8 @@ import random
 
 import polars as pl
 import pytest
-
 import reference_evaluators as ref
+
 from pipeline.evaluators.mme import COGNITION, PERCEPTION, mme_scores, parse_mme, parse_mme_expr
 from pipeline.stages.score import score_predictions
 

@@ -5,8 +5,8 @@ import random
 
 import polars as pl
 import pytest
-
 import reference_evaluators as ref
+
 from pipeline.evaluators.pope import parse_yes_no, parse_yes_no_expr, pope_metrics
 
 

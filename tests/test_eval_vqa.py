@@ -5,10 +5,16 @@ import random
 
 import polars as pl
 import pytest
-
 import reference_evaluators as ref
+
 from pipeline.evaluators.vqa import (
-    CONTRACTIONS, NUMBER_MAP, PUNCTUATIONS, normalize_answer, normalize_expr, normalize_series, vqa_accuracy,
+    CONTRACTIONS,
+    NUMBER_MAP,
+    PUNCTUATIONS,
+    normalize_answer,
+    normalize_expr,
+    normalize_series,
+    vqa_accuracy,
     vqa_accuracy_frame,
 )
 

@@ -7,8 +7,8 @@ import random
 
 import polars as pl
 import pytest
-
 import reference_evaluators as ref
+
 from pipeline.evaluators.vqa import process_series
 from pipeline.evaluators.vqa_eval import VIZWIZ_CONTRACTIONS, vizwiz_accuracy, vqav2_accuracy
 from pipeline.stages.score import score_predictions

@@ -5,7 +5,6 @@ import warnings
 
 import matplotlib
 import numpy as np
-import pytest
 from PIL import Image
 
 from pipeline.report.fonts import cjk_font_file, use_cjk_font

@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from test_model_llava import sample
 from test_model_llava_next import next_sample
 

@@ -15,7 +15,6 @@ sys.path.insert(0, str(SCRIPT.parent))
 
 import gpu_check  # noqa: E402
 
-
 pytestmark = pytest.mark.slow
 
 

@@ -10,10 +10,19 @@ import pytest
 from PIL import Image
 from test_plots import assert_png
 
-from pipeline.report.heatmap import (GLOBAL, NOT_KEPT, cluster_grid, cluster_labels, draw_heatmap, heatmaps_for_run,
-                                     kept_mask, next_layout, pick_rows)
-from pipeline.report.runs import scan_predictions
 from pipeline.fixtures.synthetic_run import write_synthetic_run
+from pipeline.report.heatmap import (
+    GLOBAL,
+    NOT_KEPT,
+    cluster_grid,
+    cluster_labels,
+    draw_heatmap,
+    heatmaps_for_run,
+    kept_mask,
+    next_layout,
+    pick_rows,
+)
+from pipeline.report.runs import scan_predictions
 
 
 def image(w=500, h=300) -> Image.Image:

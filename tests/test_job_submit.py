@@ -7,7 +7,6 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-
 from raytools import REPO, kill_started, ray_env, short_tmpdir, start_head
 
 pytestmark = pytest.mark.slow

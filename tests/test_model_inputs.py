@@ -5,9 +5,9 @@ import io
 
 import pytest
 from PIL import Image
+from test_model_llava import drawing, png, sample
 
 from pipeline.model import images, load_vlm
-from test_model_llava import drawing, png, sample
 
 
 def encoded(im: Image.Image, fmt: str = "PNG") -> bytes:

@@ -6,10 +6,10 @@ import io
 import pytest
 import torch
 from PIL import Image
+from test_model_llava import SHAPES, drawing, png, spans
 
 from icctp.budget import scaled_budget, split_budget
 from pipeline.model import generation, llava_next, load_vlm, steps
-from test_model_llava import SHAPES, drawing, png, spans
 
 SIZES = [(300, 300), (600, 300), (300, 600), (640, 480), (200, 500), (700, 690)]
 

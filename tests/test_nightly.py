@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.nightly import NIGHTLY_BUDGETS, POINTER, latest_good, run_nightly, tolerances_for
 from pipeline.fixtures.synthetic_run import write_synthetic_run
+from pipeline.nightly import NIGHTLY_BUDGETS, POINTER, latest_good, run_nightly, tolerances_for
 
 ROOT = Path(__file__).resolve().parents[1]
 SYNTHETIC = dict(benchmarks=("vqav2",), methods=("full", "icctp"), n_samples=3)
@@ -43,7 +43,7 @@ def fake_eval(tmp_path) -> Path:
 
 
 def night(day: int) -> dt.datetime:
-    return dt.datetime(2026, 1, day, 3, 0, tzinfo=dt.timezone.utc)
+    return dt.datetime(2026, 1, day, 3, 0, tzinfo=dt.UTC)
 
 
 def test_pointer_moves_only_when_green(tmp_path, fake_eval, monkeypatch):

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-
 from raytools import REPO, eval_all_cmd, kill_started, ray_env, short_tmpdir
 
 pytestmark = pytest.mark.slow

@@ -7,8 +7,8 @@ import polars as pl
 import pytest
 from PIL import Image
 
-from pipeline.report import plots
 from pipeline.fixtures.synthetic_run import write_synthetic_run
+from pipeline.report import plots
 from pipeline.report.writer import load_tables
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -14,8 +14,8 @@ import torch
 from pipeline.manifest import Variant
 from pipeline.model.inputs import PreparedBatch, PreparedSample
 from pipeline.model.visual import ImagePixels
-from pipeline.stages.schema import NOUN_SPANS
 from pipeline.stages.preprocess import COLUMNS, PreprocessStage, from_arrow, to_arrow
+from pipeline.stages.schema import NOUN_SPANS
 
 GOLDEN = Path(__file__).parent / "data" / "golden_predictions.parquet"
 # What the golden file was recorded on: per model, (benchmark, --limit) and (method, budget) variants,

@@ -9,8 +9,8 @@ import polars as pl
 import pytest
 from test_plots import assert_png
 
-from pipeline.report import write_report
 from pipeline.fixtures.synthetic_run import write_synthetic_run
+from pipeline.report import write_report
 from pipeline.report.efficiency import flops_model, new_tokens, other_share
 from pipeline.report.writer import load_tables
 

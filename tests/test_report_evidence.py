@@ -4,10 +4,10 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
+from pipeline.fixtures.synthetic_run import write_synthetic_run
 from pipeline.report import write_report
 from pipeline.report.evidence import coverage_table
 from pipeline.report.intervals import wilson, with_intervals
-from pipeline.fixtures.synthetic_run import write_synthetic_run
 
 
 def test_wilson_matches_hand_computed_values():

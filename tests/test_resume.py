@@ -4,8 +4,8 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.stages.resume import PendingFilter, plan_resume
 from pipeline.manifest import Variant
+from pipeline.stages.resume import PendingFilter, plan_resume
 from pipeline.stages.write import partition_dir
 
 VARIANTS = [Variant("full", "full", 576), Variant("icctp", "icctp", 64)]

@@ -8,10 +8,10 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from reference_algorithm import reference_icctp
 from torch.profiler import ProfilerActivity, profile
 
 from icctp.select import icctp_select
-from reference_algorithm import reference_icctp
 
 
 def make_case(rng: random.Random, batch: int | None = None):
@@ -145,7 +145,8 @@ def test_batched_equals_per_sample_and_padding_is_inert():
             for b in range(4):
                 valid = mask[b].nonzero()[:, 0]
                 # alone, with only its valid centers, and with extra garbage padded centers
-                alone_k, alone_c = icctp_select(tokens[b : b + 1], cls_attn[b : b + 1], centers[b : b + 1, valid], mask[b : b + 1, valid], budget, **kw)
+                alone_k, alone_c = icctp_select(tokens[b : b + 1], cls_attn[b : b + 1], centers[b : b + 1, valid],
+                                                mask[b : b + 1, valid], budget, **kw)
                 assert torch.equal(kept[b], alone_k[0])
                 assert torch.equal(clusters[b], torch.where(alone_c[0] >= 0, valid[alone_c[0].clamp(min=0)], -1))
                 junk = torch.full((1, 3, tokens.shape[2]), float("nan"))
@@ -165,7 +166,8 @@ def top_level_ops(fn) -> list[str]:
 def test_op_count_does_not_depend_on_batch_or_clusters(allocation):
     def run(B, K):
         g = torch.Generator().manual_seed(B * 100 + K)
-        args = (torch.randn(B, 64, 16, generator=g), torch.rand(B, 64, generator=g), torch.randn(B, K, 16, generator=g), torch.ones(B, K, dtype=torch.bool))
+        args = (torch.randn(B, 64, 16, generator=g), torch.rand(B, 64, generator=g),
+                torch.randn(B, K, 16, generator=g), torch.ones(B, K, dtype=torch.bool))
         return top_level_ops(lambda: icctp_select(*args, 16, allocation=allocation, return_clusters=True))
 
     ops = {(B, K): run(B, K) for B in (1, 32) for K in (1, 8)}

@@ -8,10 +8,10 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from PIL import Image
+from test_fixture_datasets import HUB_SCHEMAS, describe
 
 from pipeline.benchmarks import iter_samples
 from pipeline.fixtures import toyworld as tw
-from test_fixture_datasets import HUB_SCHEMAS, describe
 
 
 @pytest.fixture(scope="module")

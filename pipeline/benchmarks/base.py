@@ -184,7 +184,7 @@ class Benchmark:
         self.split = split or type(self).split
 
     def with_source(self, hf_id: str | None = None, config: str | None = None,
-                    split: str | None = None) -> "Benchmark":
+                    split: str | None = None) -> Benchmark:
         """A copy reading another mirror / config / split (the manifest's override)."""
         card = copy.copy(self)
         card.hf_id = hf_id or self.hf_id

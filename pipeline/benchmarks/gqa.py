@@ -14,7 +14,15 @@ import datasets
 import polars as pl
 
 from pipeline.benchmarks.base import (
-    IMAGE, SHORT_ANSWER, STRING, Benchmark, check_columns, grouped_order, image_bytes, open_split, resolve_split,
+    IMAGE,
+    SHORT_ANSWER,
+    STRING,
+    Benchmark,
+    check_columns,
+    grouped_order,
+    image_bytes,
+    open_split,
+    resolve_split,
     with_targets,
 )
 

@@ -9,7 +9,16 @@ from __future__ import annotations
 import polars as pl
 
 from pipeline.benchmarks.base import (
-    IMAGE, INT, LETTERS, MCQ_ANSWER, STRING, STRINGS, Benchmark, options_block, present, with_targets,
+    IMAGE,
+    INT,
+    LETTERS,
+    MCQ_ANSWER,
+    STRING,
+    STRINGS,
+    Benchmark,
+    options_block,
+    present,
+    with_targets,
 )
 
 TARGETS = pl.Struct({"answer": pl.String, "options": pl.List(pl.String)})

@@ -32,7 +32,13 @@ import polars as pl
 
 from pipeline.evaluators.frame import as_string
 from pipeline.evaluators.vqa import (
-    CONTRACTIONS, accuracy_from_matches, answer_lists, distinct_mapped, flat_rows, normalize_series, process_series,
+    CONTRACTIONS,
+    accuracy_from_matches,
+    answer_lists,
+    distinct_mapped,
+    flat_rows,
+    normalize_series,
+    process_series,
 )
 
 _WS = r"[\s\x1c-\x1f]"  # Python's str.isspace

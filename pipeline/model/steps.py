@@ -17,12 +17,11 @@ import torch
 from icctp.baselines import select as select_method
 from icctp.budget import scaled_budget, split_budget
 from icctp.nouns import pad_centers
+from pipeline.methods import get_method
 from pipeline.model import compat, families, generation
 from pipeline.model.assemble import left_pad, splice
 from pipeline.model.generation import Generated
 from pipeline.model.visual import ImagePixels, VisualTokens
-
-from pipeline.methods import get_method
 
 GLOBAL_CLUSTER = -1
 FIXED_CLUSTER = -2

@@ -7,8 +7,9 @@ keeps ``scaled_budget(budget, n_visual, 576)`` image positions inside the LLM (K
 ``K`` is its method kwarg).
 
 Per-row timings are the batch's wall time of each step divided evenly over the batch's valid rows
-(ms); ``prefill_ms`` includes the assembly of the input embeddings. A row whose input is bad (undecodable image, empty prompt or question, phrase not in the
-question) gets ``error`` set and ``prediction=None``; the rest of the batch runs as usual.
+(ms); ``prefill_ms`` includes the assembly of the input embeddings. A row whose input is bad
+(undecodable image, empty prompt or question, phrase not in the question) gets ``error`` set and
+``prediction=None``; the rest of the batch runs as usual.
 """
 from __future__ import annotations
 
@@ -18,12 +19,11 @@ import torch
 
 from icctp.budget import scaled_budget
 from icctp.nouns import centers_from_groups
+from pipeline.methods import Method, get_method
 from pipeline.model import compat, fastv, steps
 from pipeline.model.inputs import Memo, PreparedBatch, PreparedSample, Preprocessor
-from pipeline.methods import Method, get_method
 from pipeline.model.timing import now_ms
 from pipeline.stages.schema import STEP_TIMINGS
-
 
 
 class VLM:
@@ -128,7 +128,7 @@ class VLM:
             kept = [steps.Kept(indices) for indices in runner.kept]
 
         share = {name: value / len(rows) for name, value in timings.items()}
-        for slot, row, visual, keep, tokens in zip(live, rows, visuals, kept, result.tokens):
+        for slot, visual, keep, tokens in zip(live, visuals, kept, result.tokens, strict=True):
             outs[slot].update(
                 prediction=self._decode(tokens),
                 n_visual=visual.n_visual,

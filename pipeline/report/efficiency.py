@@ -13,8 +13,9 @@ from collections.abc import Callable
 
 import polars as pl
 
-from pipeline.report.runs import PEAK_MEMORY_COLUMN, TIMING_COLUMNS, model_config, model_id
+from pipeline.report.runs import PEAK_MEMORY_COLUMN, model_config, model_id
 from pipeline.report.tables import ordered
+from pipeline.stages.schema import TIMING_COLUMNS
 
 FlopsFn = Callable[..., dict]
 FLOPS_MODELS = ("llava-1.5-7b", "llava-1.5-13b", "llava-next-7b")

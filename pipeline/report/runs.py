@@ -15,7 +15,7 @@ from pathlib import Path
 import polars as pl
 
 from pipeline.manifest import FIXTURE_PREFIX
-from pipeline.stages.schema import METRICS_SCHEMA, TIMING_COLUMNS
+from pipeline.stages.schema import METRICS_SCHEMA
 
 METRICS_COLUMNS = tuple(METRICS_SCHEMA)
 PEAK_MEMORY_COLUMN = "peak_memory_mb"

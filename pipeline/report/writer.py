@@ -12,12 +12,20 @@ import polars as pl
 from pipeline.report import plots
 from pipeline.report.efficiency import FlopsFn, efficiency_table, new_tokens, other_share, resolve_flops_model
 from pipeline.report.evidence import coverage_table
-from pipeline.report.heatmap import heatmaps_for_run
 from pipeline.report.headline import point_scale, run_cards
+from pipeline.report.heatmap import heatmaps_for_run
 from pipeline.report.intervals import with_intervals
-from pipeline.report.runs import (PEAK_MEMORY_COLUMN, TIMING_COLUMNS, check_run_dir, model_id,
-                                  predicted_benchmarks, read_metrics, read_run_info, scan_predictions)
+from pipeline.report.runs import (
+    PEAK_MEMORY_COLUMN,
+    check_run_dir,
+    model_id,
+    predicted_benchmarks,
+    read_metrics,
+    read_run_info,
+    scan_predictions,
+)
 from pipeline.report.tables import aggregate, benchmark_table, headline_metrics, scored, to_markdown
+from pipeline.stages.schema import TIMING_COLUMNS
 
 RUN_FIELDS = ("git_commit", "started", "finished", "limit")
 EFFICIENCY_COLUMNS = ("variant", "method", "budget", "rows", "n_visual", "n_kept", "n_text", "tflops", "reduction",
