@@ -98,7 +98,7 @@ def test_bad_method_or_option_is_refused_at_load(tmp_path, methods, needle):
 @pytest.mark.parametrize(
     "old, new, needle",
     [
-        ("vqav2: {data_files", "vqa2: {data_files", r"benchmarks\.vqa2: unknown benchmark 'vqa2'; allowed: vqav2, gqa"),
+        ("vqav2: {data_files", "vqa2: {data_files", r"benchmarks\.vqa2: unknown benchmark 'vqa2'; allowed: gqa, mmbench, mmbench_cn"),
         ("fixture:vqav2", "fixture:vqa2", r"data_files 'fixture:vqa2': unknown fixture dataset"),
         ("fixture:llava15", "fixture:llava16", r"model\.path 'fixture:llava16': unknown fixture model"),
     ],

@@ -10,27 +10,20 @@ anything, and yields one common-schema sample per row (see ``base``), rows of on
 """
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from collections.abc import Iterator
 from typing import Any
 
-from pipeline.benchmarks.base import Benchmark, SchemaError
-from pipeline.benchmarks.gqa import GQA
-from pipeline.benchmarks.mmbench import MMBench
-from pipeline.benchmarks.mmbench_cn import MMBenchCN
-from pipeline.benchmarks.mme import MME
-from pipeline.benchmarks.mmvet import MMVet
-from pipeline.benchmarks.pope import POPE
-from pipeline.benchmarks.sqa_img import ScienceQAImg
-from pipeline.benchmarks.textvqa import TextVQA
-from pipeline.benchmarks.vizwiz import VizWiz
-from pipeline.benchmarks.vqav2 import VQAv2
+from pipeline.benchmarks.base import CARDS, Benchmark, SchemaError
 
 __all__ = ["BENCHMARKS", "Benchmark", "SchemaError", "fixture_data_files", "get_benchmark", "iter_samples"]
 
-BENCHMARKS: dict[str, Benchmark] = {
-    card.name: card
-    for card in (VQAv2(), GQA(), VizWiz(), ScienceQAImg(), TextVQA(), POPE(), MME(), MMBench(), MMBenchCN(), MMVet())
-}
+# Every module of this package is a card (or shared code); importing it registers its cards.
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
+
+BENCHMARKS: dict[str, Benchmark] = {name: card() for name, card in sorted(CARDS.items())}
 
 
 def get_benchmark(name: str) -> Benchmark:

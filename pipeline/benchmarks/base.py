@@ -164,10 +164,24 @@ def grouped_order(keys: list[str]) -> list[int] | None:
     return None if order == list(range(len(keys))) else order
 
 
+CARDS: dict[str, type] = {}  # card name -> class, filled as the card modules are imported
+
+
 class Benchmark:
-    """Base of the benchmark cards. Instances are cheap; ``with_source`` overrides the HF source."""
+    """Base of the benchmark cards. Instances are cheap; ``with_source`` overrides the HF source.
+
+    A subclass that sets ``name`` registers itself: a new benchmark is one card module in
+    ``pipeline/benchmarks/`` (imported by the package) plus its fixture builder.
+    """
 
     name: ClassVar[str]
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "name" in cls.__dict__:
+            if cls.name in CARDS and CARDS[cls.name] is not cls:
+                raise ValueError(f"benchmark card {cls.name!r} is defined twice: {CARDS[cls.name]} and {cls}")
+            CARDS[cls.name] = cls
     hf_id: str
     config: str | None = None
     split: str
