@@ -264,12 +264,12 @@ def resumed(run_dir: Path, timeout: float) -> dict:
     return json.loads((run_dir / f"child-{proc.pid}.json").read_text())
 
 
-def lost_and_duplicated(run_dir: Path, variants: list[tuple[str, int]]) -> tuple[int, int, int]:
+def lost_and_duplicated(run_dir: Path, variants: list) -> tuple[int, int, int]:
     """(input × variant rows with no prediction, prediction rows beyond one per key, prediction rows)."""
-    key = ["benchmark", "sample_id", "method", "budget"]
+    key = ["benchmark", "sample_id", "variant", "budget"]
     inputs = pl.scan_parquet(sorted((run_dir / "inputs").rglob("shard-*.parquet"))).select("benchmark", "sample_id")
-    want = inputs.join(pl.LazyFrame({"method": [m for m, _ in variants],
-                                     "budget": pl.Series([b for _, b in variants], dtype=pl.Int32)}), how="cross")
+    want = inputs.join(pl.LazyFrame({"variant": [v.label for v in variants],
+                                     "budget": pl.Series([v.budget for v in variants], dtype=pl.Int32)}), how="cross")
     preds = pl.scan_parquet(sorted((run_dir / "predictions").rglob("part-*.parquet")), hive_partitioning=False).select(key)
     lost = want.join(preds, on=key, how="anti").select(pl.len()).collect().item()
     n = preds.select(pl.len()).collect().item()
@@ -315,7 +315,7 @@ def bench(root: Path, args: argparse.Namespace) -> dict:
     log(f"{args.questions} questions over {n_images} images ready in {synth_s:.0f} s; run, kill at mid-run")
     shutil.rmtree(run_dir, ignore_errors=True)
     manifest = bench_manifest(data, args)
-    variants = [(m.name, b) for m, b in manifest.variants()]
+    variants = manifest.variants()
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "bench.json").write_text(json.dumps({"manifest": manifest.model_dump(mode="json"),
                                                     "ms_per_question": args.ms_per_question}))

@@ -20,6 +20,8 @@ from pipeline.benchmarks import iter_samples
 from pipeline.fixtures import tiny_model_path
 from pipeline.fixtures import toyworld as tw
 from pipeline.model import load_vlm
+from pipeline.model import vlm as adapter
+from pipeline.nlp import question_phrases
 
 pytestmark = pytest.mark.slow
 
@@ -50,8 +52,10 @@ def evaluate(vlm, samples, method: str, budget: int = BUDGET) -> dict[str, float
     correct, shares = 0, []
     for start in range(0, len(samples), 60):
         chunk = samples[start:start + 60]
+        spans = question_phrases([s["question"] for s in chunk])
         outs = vlm.generate([{"image": s["image"], "prompt": s["prompt"], "question": s["question"],
-                              "noun_phrases": None} for s in chunk], method=method, budget=budget, max_new_tokens=4)
+                              "noun_spans": phrases} for s, (phrases, _) in zip(chunk, spans)],
+                            method=method, budget=budget, max_new_tokens=4)
         assert all(o["error"] is None for o in outs)
         correct += sum(o["prediction"] == s["answer"] for o, s in zip(outs, chunk))
         shares += [len(set(o["kept_indices"]) & set(s["evidence_patches"])) / len(s["evidence_patches"])
@@ -82,15 +86,15 @@ def test_icctp_keeps_more_of_the_asked_object_than_cls_at_16_tokens(scores):
 
 
 def test_random_noun_centers_lose_the_advantage(vlm, samples, scores, monkeypatch):
-    real = icctp.nouns.question_centers
+    real = adapter.centers_from_groups
     gen = torch.Generator().manual_seed(0)
 
     def random_centers(*args, **kwargs):
-        centers, source = real(*args, **kwargs)
+        centers = real(*args, **kwargs)
         noise = torch.randn(centers.shape, generator=gen)
-        return noise * centers.norm(dim=-1, keepdim=True) / noise.norm(dim=-1, keepdim=True), source
+        return noise * centers.norm(dim=-1, keepdim=True) / noise.norm(dim=-1, keepdim=True)
 
-    monkeypatch.setattr(icctp.nouns, "question_centers", random_centers)
+    monkeypatch.setattr(adapter, "centers_from_groups", random_centers)
     sabotaged = evaluate(vlm, samples, "icctp")
     assert sabotaged["coverage"] - scores["cls"]["coverage"] <= advantage(scores) / 2, (sabotaged, scores)
 
