@@ -46,6 +46,7 @@ def night(day: int) -> dt.datetime:
     return dt.datetime(2026, 1, day, 3, 0, tzinfo=dt.UTC)
 
 
+@pytest.mark.slow
 def test_pointer_moves_only_when_green(tmp_path, fake_eval, monkeypatch):
     runs, manifest = tmp_path / "nightly", ROOT / "manifests" / "nightly.yaml"
     first = run_nightly(manifest, runs, eval_script=fake_eval, now=night(1), with_plots=False)
@@ -73,6 +74,7 @@ def test_pointer_moves_only_when_green(tmp_path, fake_eval, monkeypatch):
     assert latest_good(runs) == second.run_dir.resolve()
 
 
+@pytest.mark.slow
 def test_cli_passes_eval_args_and_explicit_baseline(tmp_path, fake_eval, capsys):
     spec = importlib.util.spec_from_file_location("job_nightly", ROOT / "jobs" / "nightly.py")
     job = importlib.util.module_from_spec(spec)

@@ -33,6 +33,7 @@ def test_tables_have_the_hub_schema_plus_evidence_and_load_through_the_cards(tab
         assert [s["evidence_patches"] for s in samples] == [r["evidence_patches"] for r in rows(path)]
 
 
+@pytest.mark.slow
 def test_same_seed_rebuilds_byte_identical_and_another_seed_differs(tables, tmp_path):
     again = tw.write_tables(tmp_path / "same", seed=3, n=41)
     other = tw.write_tables(tmp_path / "other", seed=4, n=41)
