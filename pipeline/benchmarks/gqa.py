@@ -1,5 +1,8 @@
 """GQA testdev-balanced: short-answer prompt, exact match (lower-case, trailing '.' removed).
 
+Official scorer it equals: LLaVA-1.5's ``scripts/convert_gqa_for_eval.py`` followed by GQA's
+``eval.py`` accuracy (``pipeline/evaluators/exact_match.py``).
+
 The hub keeps questions and images in two configs (``*_instructions`` and ``*_images``) joined by
 ``imageId``. ``load_rows`` walks the questions grouped by image and reads each image's bytes
 once, by position in the images table (in memory) or from one pass over it (streaming). Local

@@ -1,5 +1,8 @@
 """MM-Vet: the raw question, open-ended answers graded by a judge (e.g. an LLM) in [0, 1].
 
+Official scorer: the MM-Vet authors' GPT-4 grader (``mm-vet_evaluator``); here it is pluggable, the
+score is the mean judge score overall and per capability as that grader reports it.
+
 Some mirrors have no ``image_source`` column: the image is then named by a digest of its bytes.
 Without a judge the benchmark is not scored: ``score`` returns ``{}`` and the report says
 "not scored" (never zero). ``MMVet(judge=fn)``: ``fn(question, answer, prediction) -> float``

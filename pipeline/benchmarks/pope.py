@@ -1,5 +1,8 @@
 """POPE (adversarial / popular / random): short-answer prompt; accuracy, precision, recall, F1
-and yes-ratio per category, headline the mean F1 over categories (never pooled)."""
+and yes-ratio per category, headline the mean F1 over categories (never pooled).
+
+Official scorer it equals: LLaVA-1.5's ``llava/eval/eval_pope.py`` (= POPE's ``evaluate.py``), run per
+category (``pipeline/evaluators/pope.py``)."""
 from __future__ import annotations
 
 import polars as pl

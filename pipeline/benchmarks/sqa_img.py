@@ -1,5 +1,6 @@
 """ScienceQA-IMG test: optional context line, lettered choices, the MCQ suffix; accuracy of the
-extracted letter (exact letter, an ``X.`` prefix, or ``The answer is X.``).
+extracted letter (exact letter, an ``X.`` prefix, or ``The answer is X.``), as LLaVA-1.5's
+``llava/eval/eval_science_qa.py`` scores it (``pipeline/evaluators/mcq.py``).
 
 The dataset has no id column: a sample is named by its row position in the split, and its
 image by a digest of the image bytes.
