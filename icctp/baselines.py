@@ -52,18 +52,11 @@ def select(
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; expected one of {METHODS}")
-    B, _ = check_selection_inputs(tokens, cls_attn, budget)
+    check_selection_inputs(tokens, cls_attn, budget)
     if method == "icctp":
-        if centers is None or center_mask is None:
-            raise ValueError("method 'icctp' needs centers and center_mask")
-        kept, clusters = icctp_select(tokens, cls_attn, centers, center_mask, budget, return_clusters=True, **params)
-        return Selection(kept, clusters=clusters)
+        return select_icctp(tokens, cls_attn, budget, centers, center_mask, **params)
     if method == "random":
-        if seeds is None:
-            seeds = [0] * B
-        if len(seeds) != B:
-            raise ValueError(f"seeds must have one entry per sample ({B}), got {len(seeds)}")
-        return select_random(tokens, budget, seeds, **params)
+        return select_random(tokens, cls_attn, budget, seeds, **params)
     return _BY_NAME[method](tokens, cls_attn, budget, **params)
 
 
@@ -73,13 +66,17 @@ def select_full(tokens: torch.Tensor, cls_attn: torch.Tensor, budget: int) -> Se
     return Selection([torch.arange(n, device=tokens.device)] * B)
 
 
-def select_random(tokens: torch.Tensor, budget: int, seeds: list[int]) -> Selection:
+def select_random(tokens: torch.Tensor, cls_attn: torch.Tensor, budget: int, seeds: list[int] | None = None) -> Selection:
     """Random selection (the paper's ablation baseline): min(budget, n) tokens drawn uniformly.
 
-    Sample b uses `torch.Generator().manual_seed(seeds[b])` (CPU), so its draw is reproducible and
-    independent of the batch it is in.
+    Sample b uses `torch.Generator().manual_seed(seeds[b])` (CPU; default seed 0 for every sample),
+    so its draw is reproducible and independent of the batch it is in.
     """
     B, n, _ = tokens.shape
+    if seeds is None:
+        seeds = [0] * B
+    if len(seeds) != B:
+        raise ValueError(f"seeds must have one entry per sample ({B}), got {len(seeds)}")
     n_a = min(budget, n)
     kept = []
     for seed in seeds:
@@ -88,9 +85,22 @@ def select_random(tokens: torch.Tensor, budget: int, seeds: list[int]) -> Select
     return Selection(kept)
 
 
+def select_icctp(tokens: torch.Tensor, cls_attn: torch.Tensor, budget: int, centers: torch.Tensor | None = None,
+                 center_mask: torch.Tensor | None = None, rho_g: float = 0.6, alpha: float = 0.3,
+                 allocation: str = "exact", rho_c: float | None = None) -> Selection:
+    """ICCTP (`icctp.select.icctp_select`, options as there) as a `Selection` with its clusters;
+    centers (B, K, d) and center_mask (B, K) are required."""
+    if centers is None or center_mask is None:
+        raise ValueError("method 'icctp' needs centers and center_mask")
+    kept, clusters = icctp_select(tokens, cls_attn, centers, center_mask, budget, rho_g=rho_g, alpha=alpha,
+                                  allocation=allocation, rho_c=rho_c, return_clusters=True)
+    return Selection(kept, clusters=clusters)
+
+
 def select_cls(tokens: torch.Tensor, cls_attn: torch.Tensor, budget: int) -> Selection:
-    """FasterVLM-style [CLS] attention selection: the min(budget, n) tokens the vision tower's CLS
-    token attends to most (ties: lower index)."""
+    """FasterVLM (Zhang et al. 2024): the min(budget, n) tokens the vision tower's CLS token attends
+    to most at the selected layer (-2), attention averaged over heads (ties: lower index), kept in
+    raster order (`attentions[-2][:, :, 0, 1:].mean(1)`, top-k, boolean mask in the official code)."""
     n_a = min(budget, tokens.shape[1])
     return Selection(list(_top_cls(cls_attn, n_a).sort(dim=1).values))
 

@@ -49,6 +49,16 @@ def prumerge(features: torch.Tensor, keys: torch.Tensor, cls_query: torch.Tensor
     return _prumerge(features, keys, cls_query, adaptive, ratio, spatial=False)
 
 
+def prumerge_chosen(keys: torch.Tensor, cls_query: torch.Tensor, adaptive: bool = True, ratio: float = 1 / 8,
+                    plus: bool = True) -> list[torch.Tensor]:
+    """Per image, the patch indices (0 .. N-1) that PruMerge(+) turns into merged tokens, in the
+    official order (top-k by CLS attention, then PruMerge+'s spatial ones; the fixed PruMerge+ branch
+    may repeat an index). ``keys`` (B, N+1, C), ``cls_query`` (B, C) as in ``prumerge_plus``."""
+    N = keys.shape[1] - 1
+    return [_chosen(prumerge_cls_attention(keys[b : b + 1], cls_query[b : b + 1])[0], N, adaptive, ratio, plus)
+            for b in range(keys.shape[0])]
+
+
 def prumerge_cls_attention(keys: torch.Tensor, cls_query: torch.Tensor) -> torch.Tensor:
     """(B, N) CLS attention of PruMerge: one full-width head, ``softmax(q_cls · kᵀ · C^-0.5)`` over
     all N+1 keys, CLS column dropped (float32)."""

@@ -12,10 +12,15 @@ must compute for the method:
 - ``noun_centers``: noun-phrase centers of the question in the LLM embedding space (B, K, d);
 - ``seeds``: one seed per sample (drawn from the prompt and the image, independent of the batch);
 - ``llm_attention``: the method prunes inside the LLM from its own attention (FastV), so the
-  visual tokens enter the LLM unpruned.
+  visual tokens enter the LLM unpruned;
+- ``tower_states``: the method acts on the vision tower's output before the projector, per tower pass
+  (``pipeline.model.vision.TowerStates``: the selected layer's hidden states, keys and per-head CLS
+  attention, the last layer's keys and CLS query, all from the one tower pass);
+- ``merging_encoder``: the method runs inside the vision tower (ToMe), which the adapter then runs
+  with merging instead of the stock pass.
 
-To add a method: write its function (``icctp/baselines.py`` for one that selects before the LLM),
-then add one ``Method`` here.
+To add a method: write its function (see docs/extending.md for the signature each kind of method
+has), then add one ``Method`` here. ``cls`` is an alias of ``fastervlm``.
 """
 from __future__ import annotations
 
@@ -24,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-NEEDS = frozenset({"cls_attention", "noun_centers", "seeds", "llm_attention"})
+NEEDS = frozenset({"cls_attention", "noun_centers", "seeds", "llm_attention", "tower_states", "merging_encoder"})
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,8 @@ class Param:
 
     def allowed(self) -> str:
         """The allowed values in words, e.g. ``a float in (0, 1)``."""
+        if self.kind is bool:
+            return "true or false" + (" or null" if self.nullable else "")
         if self.choices:
             text = "one of " + ", ".join(repr(c) for c in self.choices)
         else:
@@ -60,6 +67,8 @@ class Param:
     def accepts(self, value: Any) -> bool:
         if value is None:
             return self.nullable
+        if self.kind is bool:
+            return isinstance(value, bool)
         if self.choices is not None:
             return value in self.choices
         if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -102,10 +111,13 @@ def _baseline(name: str) -> Callable[[], Callable]:
     return load
 
 
-def _icctp():
-    from icctp.select import icctp_select
+def _model(module: str, name: str) -> Callable[[], Callable]:
+    def load():
+        import importlib
 
-    return icctp_select
+        return getattr(importlib.import_module(f"pipeline.model.{module}"), name)
+
+    return load
 
 
 def _fastv():
@@ -116,18 +128,25 @@ def _fastv():
 
 _UNIT_OPEN = Param(float, 0.0, 1.0, low_open=True, high_open=True)
 _UNIT = Param(float, 0.0, 1.0)
+_PRUMERGE = {"adaptive": Param(bool), "ratio": Param(float, 0.0, 1.0, low_open=True, nullable=True)}
 
 METHODS: dict[str, Method] = {
     m.name: m
     for m in (
         Method("full", _baseline("select_full")),
         Method("random", _baseline("select_random"), needs=frozenset({"seeds"})),
+        Method("fastervlm", _baseline("select_cls"), needs=frozenset({"cls_attention"})),
         Method("cls", _baseline("select_cls"), needs=frozenset({"cls_attention"})),
-        Method("visionzip", _baseline("select_visionzip"), {"dominant_ratio": _UNIT},
+        Method("visionzip", _model("tower_methods", "visionzip"), {"dominant_share": _UNIT},
+               needs=frozenset({"tower_states"})),
+        Method("visionzip_proj", _baseline("select_visionzip"), {"dominant_ratio": _UNIT},
                needs=frozenset({"cls_attention"})),
+        Method("tome", _model("tome", "merged_visual_tokens"), needs=frozenset({"merging_encoder"})),
+        Method("prumerge_plus", _model("tower_methods", "prumerge_plus"), _PRUMERGE, needs=frozenset({"tower_states"})),
+        Method("prumerge", _model("tower_methods", "prumerge"), _PRUMERGE, needs=frozenset({"tower_states"})),
         Method("dart", _baseline("select_dart"), {"n_pivots": Param(int, 1, nullable=True)},
                needs=frozenset({"cls_attention"})),
-        Method("icctp", _icctp,
+        Method("icctp", _baseline("select_icctp"),
                {"rho_g": _UNIT_OPEN, "alpha": _UNIT, "allocation": Param(str, choices=("exact", "paper")),
                 "rho_c": Param(float, 0.0, 1.0, low_open=True, nullable=True)},
                needs=frozenset({"cls_attention", "noun_centers"})),

@@ -31,8 +31,9 @@ def pixel_inputs(processor, config, images: list[Image.Image], keys: list[str],
 def visual_tokens(model, images: list[ImagePixels]) -> list[VisualTokens]:
     """Model half: encode distinct images (one batched tower call) into their visual layouts."""
     pixels = torch.cat([im.pixel_values for im in images])  # (N, 3, 336, 336)
-    features, cls_attn = vision.encode(model, pixels)  # (N, 576, d), (N, 576)
+    features, cls_attn, states = vision.encode(model, pixels)  # (N, 576, d), (N, 576), per image
     n = features.shape[1]
     grid = torch.arange(n, device=features.device)
     empty = torch.empty(0, dtype=torch.long, device=features.device)
-    return [VisualTokens(features[i], [grid], [cls_attn[i]], empty) for i in range(len(images))]
+    return [VisualTokens(features[i], [grid], [cls_attn[i]], empty, states[i : i + 1], grid[None])
+            for i in range(len(images))]

@@ -64,13 +64,14 @@ def visual_tokens(model, images: list[ImagePixels]) -> list[VisualTokens]:
     sizes = [im.image_size for im in images]
     counts = [im.pixel_values.shape[0] for im in images]
     pixels = torch.cat([im.pixel_values for im in images])  # (sum P, 3, 336, 336)
-    features, cls_attn = vision.encode(model, pixels)  # (sum P, n, d), (sum P, n)
+    features, cls_attn, states = vision.encode(model, pixels)  # (sum P, n, d), (sum P, n), per pass
     n = features.shape[1]
     newline = compat.image_newline(model).to(features.dtype)
     out, start = [], 0
     for size, count in zip(sizes, counts):
         feats = features[start : start + count].flatten(0, 1)  # (P*n, d)
         attn = cls_attn[start : start + count].flatten()  # (P*n,)
+        image_states = states[start : start + count]
         start += count
         index = packed_index(size, config).to(features.device)
         is_token = index >= 0
@@ -80,5 +81,8 @@ def visual_tokens(model, images: list[ImagePixels]) -> list[VisualTokens]:
         positions = torch.arange(index.numel(), device=features.device)
         grids = [positions[grid_of == g] for g in range(count)]
         grids = [g for g in grids if g.numel()]
-        out.append(VisualTokens(tokens, grids, [attn[index[g]] for g in grids], positions[~is_token]))
+        pass_positions = torch.full((count * n,), -1, dtype=torch.long, device=features.device)
+        pass_positions[index[is_token]] = positions[is_token]
+        out.append(VisualTokens(tokens, grids, [attn[index[g]] for g in grids], positions[~is_token], image_states,
+                                pass_positions.view(count, n)))
     return out

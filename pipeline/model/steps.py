@@ -6,7 +6,15 @@ to time each. Budgets are per 576 visual tokens: an image with n feature tokens 
 over its grids by ``split_budget``; LLaVA-NeXT newline tokens are kept on top and counted in
 ``n_kept``. Kept positions index the image's visual sequence (as the stock model splices it);
 clusters (icctp only) align with them: cluster index, -1 for global preselection (and grids kept
-whole), -2 for NeXT newlines. Merged tokens (visionzip) follow the kept ones.
+whole), -2 for NeXT newlines. Merged tokens (visionzip_proj) follow the kept ones.
+
+How a method is called follows its registry entry's ``needs`` (``pipeline.methods``), never its name:
+- ``tower_states``: the method acts on the tower's output before the projector, per tower pass
+  (``pipeline.model.tower_methods``); its tokens are projected at assembly and replace the image's
+  visual tokens (LLaVA-NeXT: base then crops, without newline tokens);
+- ``merging_encoder``: the method runs inside the tower (ToMe, ``encode_merged``); nothing is pruned after;
+- otherwise the method selects among the projected tokens per grid, given ``cls_attn`` and, where it
+  needs them, ``seeds`` and ``centers``/``center_mask`` (``noun_centers``).
 """
 from __future__ import annotations
 
@@ -14,13 +22,14 @@ from dataclasses import dataclass
 
 import torch
 
-from icctp.baselines import select as select_method
 from icctp.budget import scaled_budget, split_budget
 from icctp.nouns import pad_centers
 from pipeline.methods import get_method
 from pipeline.model import compat, families, generation
 from pipeline.model.assemble import left_pad, splice
 from pipeline.model.generation import Generated
+from pipeline.model.tome import merged_visual_tokens
+from pipeline.model.vision import TowerStates
 from pipeline.model.visual import ImagePixels, VisualTokens
 
 GLOBAL_CLUSTER = -1
@@ -32,16 +41,22 @@ class Kept:
     """One sample's selection.
 
     indices: (k,) int64 sorted positions in ``VisualTokens.tokens``; clusters: (k,) int64 aligned
-    with them (icctp) or None; merged: (m, d_llm) tokens appended after the kept ones (visionzip)
-    or None. The language model sees k + m visual tokens (``n_kept``).
+    with them (icctp) or None; merged: (m, d_llm) tokens appended after the kept ones (visionzip_proj)
+    or None. The language model sees k + m visual tokens (``n_kept``). vision_tokens: (s, d_vision)
+    pre-projector tokens that the language model sees (projected) INSTEAD of the indexed ones, for
+    a method acting on the tower's output; ``indices`` then only records the patches they keep
+    unmerged, and ``n_kept`` = s.
     """
 
     indices: torch.Tensor
     clusters: torch.Tensor | None = None
     merged: torch.Tensor | None = None
+    vision_tokens: torch.Tensor | None = None
 
     @property
     def n_kept(self) -> int:
+        if self.vision_tokens is not None:
+            return int(self.vision_tokens.shape[0])
         return int(self.indices.numel()) + (0 if self.merged is None else int(self.merged.shape[0]))
 
 
@@ -64,6 +79,12 @@ def encode(model, images: list[ImagePixels]) -> list[VisualTokens]:
     return families.family(model.config).visual_tokens(model, images)
 
 
+def encode_merged(model, images: list[ImagePixels], budget: int) -> list[VisualTokens]:
+    """The vision step of a method that merges inside the tower (``merging_encoder``: ToMe): one
+    merging tower pass per distinct image, ``scaled_budget(budget, n)`` tokens per pass."""
+    return merged_visual_tokens(model, images, budget)
+
+
 def select(visuals: list[VisualTokens], method: str, budget: int, *, seeds: list[int],
            centers: list[torch.Tensor] | None = None, **params) -> list[Kept]:
     """Kept visual tokens per sample with ``method`` (a ``pipeline.methods`` entry).
@@ -75,8 +96,11 @@ def select(visuals: list[VisualTokens], method: str, budget: int, *, seeds: list
     keep every visual token here.
     """
     spec = get_method(method)
-    if not spec.prunes or spec.in_llm:
+    if not spec.prunes or spec.in_llm or "merging_encoder" in spec.needs:
         return [Kept(torch.arange(v.n_visual, device=v.tokens.device)) for v in visuals]
+    if "tower_states" in spec.needs:
+        return _select_on_tower(visuals, spec.function(), budget, params)
+    function = spec.function()
     per_row = [[] for _ in visuals]  # (grid, kept positions, clusters | None, merged | None)
     jobs = {}
     for r, visual in enumerate(visuals):
@@ -95,11 +119,13 @@ def select(visuals: list[VisualTokens], method: str, budget: int, *, seeds: list
     for (_, grid_budget), members in jobs.items():
         tokens = torch.stack([visuals[r].tokens[visuals[r].grids[g]] for r, g in members])  # (G, n, d)
         cls_attn = torch.stack([visuals[r].grid_cls[g] for r, g in members])  # (G, n)
-        kwargs = dict(seeds=[(seeds[r] + 7919 * g) % 2**31 for r, g in members])
+        kwargs = {}
+        if "seeds" in spec.needs:
+            kwargs["seeds"] = [(seeds[r] + 7919 * g) % 2**31 for r, g in members]
         if padded is not None:
             index = torch.tensor([r for r, _ in members], device=padded.device)
             kwargs.update(centers=padded[index], center_mask=mask[index])
-        selection = select_method(method, tokens.float(), cls_attn.float(), grid_budget, **kwargs, **params)
+        selection = function(tokens.float(), cls_attn.float(), grid_budget, **kwargs, **params)
         clusters = getattr(selection, "clusters", None)
         merged = getattr(selection, "merged", None)
         for j, (r, g) in enumerate(members):
@@ -111,6 +137,24 @@ def select(visuals: list[VisualTokens], method: str, budget: int, *, seeds: list
                 None if merged is None else merged[j],
             ))
     return [_combine(visual, sorted(parts, key=lambda p: p[0])) for visual, parts in zip(visuals, per_row)]
+
+
+def _select_on_tower(visuals: list[VisualTokens], function, budget: int, params: dict) -> list[Kept]:
+    """A ``tower_states`` method on every tower pass of the batch in one call, ``scaled_budget(budget,
+    n)`` per pass; each sample's passes' tokens in pass order become its ``vision_tokens``."""
+    states = TowerStates.cat([v.states for v in visuals])
+    n = states.hidden.shape[1] - 1
+    chosen = function(states, scaled_budget(budget, n), **params)
+    out, start = [], 0
+    for visual in visuals:
+        count = visual.states.hidden.shape[0]
+        tokens = torch.cat(chosen.tokens[start : start + count])
+        positions = [visual.pass_positions[p][k.to(visual.pass_positions.device)]
+                     for p, k in enumerate(chosen.kept[start : start + count]) if k is not None]
+        start += count
+        kept = torch.cat(positions) if positions else visual.fixed[:0]
+        out.append(Kept(torch.unique(kept[kept >= 0]), vision_tokens=tokens))
+    return out
 
 
 def _combine(visual: VisualTokens, parts) -> Kept:
@@ -135,7 +179,10 @@ def assemble(model, text_ids: list[list[int]], image_pos: list[int], visuals: li
     sequences = []
     for ids, pos, visual, keep in zip(text_ids, image_pos, visuals, kept):
         text = embed(torch.tensor(ids, device=device))  # (L, d)
-        tokens = visual.tokens[keep.indices]
+        if keep.vision_tokens is not None:
+            tokens = compat.projector(model)(keep.vision_tokens)
+        else:
+            tokens = visual.tokens[keep.indices]
         if keep.merged is not None:
             tokens = torch.cat([tokens, keep.merged.to(tokens.dtype)])
         sequences.append(splice(text, pos, tokens))

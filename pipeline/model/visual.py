@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import torch
 
+from pipeline.model.vision import TowerStates
+
 
 @dataclass
 class ImagePixels:
@@ -29,12 +31,19 @@ class VisualTokens:
         newline tokens); grids: per prunable grid, the LongTensor positions of its tokens in
         ``tokens``; grid_cls: per grid, the CLS attention of those tokens (float32, same length);
         fixed: positions always kept (LLaVA-NeXT newlines; empty for LLaVA-1.5).
+    states: the tower states of the image's P tower passes (base, then crops), for the methods that
+        act on the vision tower's output; pass_positions: (P, n) the position in ``tokens`` of each
+        pass's patch, -1 where the packed sequence has none (LLaVA-NeXT unpadding).
+    n_source: for tokens merged inside the tower (ToMe), the patches the tower started from, else None.
     """
 
     tokens: torch.Tensor
     grids: list[torch.Tensor]
     grid_cls: list[torch.Tensor]
     fixed: torch.Tensor
+    states: TowerStates | None = None
+    pass_positions: torch.Tensor | None = None
+    n_source: int | None = None
 
     @property
     def n_visual(self) -> int:

@@ -101,11 +101,16 @@ class VLM:
         timings = {}
 
         start = now_ms(dev)
-        cache = self._vision_cache if self._vision_cache is not None else {}
-        keys = [k for k in dict.fromkeys(row.image_key for row in rows) if k not in cache]
-        if keys:
-            cache.update(zip(keys, steps.encode(self.model, [prepared.images[k] for k in keys])))
-        visuals = [cache[row.image_key] for row in rows]
+        if "merging_encoder" in spec.needs:  # the method's own tower pass (ToMe), per budget, not cached
+            keys = list(dict.fromkeys(row.image_key for row in rows))
+            merged = dict(zip(keys, steps.encode_merged(self.model, [prepared.images[k] for k in keys], budget)))
+            visuals = [merged[row.image_key] for row in rows]
+        else:
+            cache = self._vision_cache if self._vision_cache is not None else {}
+            keys = [k for k in dict.fromkeys(row.image_key for row in rows) if k not in cache]
+            if keys:
+                cache.update(zip(keys, steps.encode(self.model, [prepared.images[k] for k in keys])))
+            visuals = [cache[row.image_key] for row in rows]
         vision_done = now_ms(dev)
         timings["vision_ms"] = vision_done - start
 
@@ -131,9 +136,9 @@ class VLM:
         for slot, visual, keep, tokens in zip(live, visuals, kept, result.tokens, strict=True):
             outs[slot].update(
                 prediction=self._decode(tokens),
-                n_visual=visual.n_visual,
+                n_visual=visual.n_visual if visual.n_source is None else visual.n_source,
                 n_kept=keep.n_kept,
-                kept_indices=[int(i) for i in keep.indices],
+                kept_indices=None if visual.n_source is not None else [int(i) for i in keep.indices],
                 kept_clusters=None if keep.clusters is None else [int(c) for c in keep.clusters],
                 timings=dict(share),
             )
