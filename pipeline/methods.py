@@ -135,8 +135,8 @@ METHODS: dict[str, Method] = {
     for m in (
         Method("full", _baseline("select_full")),
         Method("random", _baseline("select_random"), needs=frozenset({"seeds"})),
-        Method("fastervlm", _baseline("select_cls"), needs=frozenset({"cls_attention"})),
         Method("cls", _baseline("select_cls"), needs=frozenset({"cls_attention"})),
+        Method("fastervlm", _baseline("select_cls"), needs=frozenset({"cls_attention"})),
         Method("visionzip", _model("tower_methods", "visionzip"), {"dominant_share": _UNIT},
                needs=frozenset({"tower_states"})),
         Method("visionzip_proj", _baseline("select_visionzip"), {"dominant_ratio": _UNIT},

@@ -114,7 +114,7 @@ def test_every_method_option_is_a_real_keyword_of_its_function():
     from pipeline.methods import METHODS
 
     inputs = {"self", "model", "spans", "tokens", "cls_attn", "centers", "center_mask", "budget", "seeds",
-              "return_clusters"}
+              "return_clusters", "states", "images"}
     for name, method in METHODS.items():
         signature = inspect.signature(method.function())
         options = {p: signature.parameters[p].default for p in signature.parameters if p not in inputs}

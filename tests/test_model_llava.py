@@ -90,8 +90,20 @@ def test_cls_attention_hook_matches_eager(path, vlm):
     with torch.no_grad():
         out = compat.vision_tower(eager)(pixels, output_attentions=True, return_dict=True)
     expected = out.attentions[feature_layer][:, :, 0, 1:].mean(1)
-    features, cls_attn = vision.encode(vlm.model, pixels)
+    features, cls_attn, states = vision.encode(vlm.model, pixels)
     assert vlm.model.config.vision_config._attn_implementation == "sdpa"
+    # the tower states of the same pass: layer -2 output, its CLS rows per head and keys, last layer's q/k
+    layers = compat.vision_encoder_layers(eager)
+    with torch.no_grad():
+        hidden = compat.vision_tower(eager)(pixels, output_hidden_states=True).hidden_states
+        keys = layers[feature_layer].self_attn.k_proj(layers[feature_layer].layer_norm1(hidden[feature_layer - 1]))
+        last_in = layers[-1].layer_norm1(hidden[-2])
+        last_keys, last_query = layers[-1].self_attn.k_proj(last_in), layers[-1].self_attn.q_proj(last_in)[:, 0]
+    torch.testing.assert_close(states.hidden, hidden[feature_layer])
+    torch.testing.assert_close(states.cls_rows, out.attentions[feature_layer][:, :, 0], atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(states.keys, keys.view(3, 577, 4, -1).transpose(1, 2))
+    torch.testing.assert_close(states.last_keys, last_keys)
+    torch.testing.assert_close(states.last_query, last_query)
     assert cls_attn.shape == (3, 576)
     torch.testing.assert_close(cls_attn, expected, atol=1e-6, rtol=1e-5)
     stock = vlm.model.model.get_image_features(pixels, vision_feature_layer=feature_layer,
@@ -112,7 +124,8 @@ def test_full_equals_stock_generate(vlm, monkeypatch):
 
 
 @pytest.mark.parametrize("method,kwargs", [
-    ("full", {}), ("icctp", {"allocation": "paper"}), ("random", {}), ("visionzip", {}),
+    ("full", {}), ("icctp", {"allocation": "paper"}), ("random", {}), ("visionzip_proj", {}), ("visionzip", {}),
+    ("fastervlm", {}), ("tome", {}), ("prumerge_plus", {}), ("prumerge", {"adaptive": False}),
 ])
 def test_batched_equals_per_sample(vlm, method, kwargs):
     samples = [sample(i) for i in range(6)]

@@ -21,7 +21,7 @@ GOLDEN = Path(__file__).parent / "data" / "golden_predictions.parquet"
 # What the golden file was recorded on: per model, (benchmark, --limit) and (method, budget) variants,
 # stages called in-process on slices of 6 rows, max_new_tokens 4, float32 on CPU.
 CASES = {"llava15": [("vqav2", 12), ("bad_rows", None), ("pope", 8)], "llava_next": [("vqav2", 8), ("bad_rows", None)]}
-VARIANTS = {"llava15": [("full", 576), ("icctp", 64), ("random", 64), ("visionzip", 64), ("fastv", 64)],
+VARIANTS = {"llava15": [("full", 576), ("icctp", 64), ("random", 64), ("visionzip_proj", 64), ("fastv", 64)],
             "llava_next": [("full", 576), ("icctp", 64), ("cls", 64)]}
 
 
