@@ -208,3 +208,26 @@ def llava_flops(model: str | Any, n_visual: int, n_text: int, n_new: int, *,
     }
     out["total"] = sum(out.values())
     return out
+
+
+def merged_vision_flops(vision: VisionShape, schedule: list[list[int]] | list[int], passes: int = 1,
+                        head_dim: int = 64) -> int:
+    """Vision tower with ToMe merging (``pipeline.model.tome``): layer l attends over its T_l input
+    tokens (projections, scores, values), then removes ``sum(schedule[l])`` tokens, so its MLP runs on
+    the rest; each merge round adds its bipartite matching scores ``2·|A|·|B|·head_dim`` (the metric is
+    the head-averaged keys). One entry of ``schedule`` per layer run (an int or a list of rounds).
+    With no merges this equals ``vision_flops``."""
+    if len(schedule) != vision.layers:
+        raise ValueError(f"schedule has {len(schedule)} layers, the tower runs {vision.layers}")
+    width = vision.hidden
+    tokens = vision.patches + 1
+    total = 2 * vision.patches * vision.channels * vision.patch_size ** 2 * width
+    for rounds in schedule:
+        rounds = [rounds] if isinstance(rounds, int) else rounds
+        total += 2 * tokens * width * 4 * width + 2 * 2 * tokens * tokens * width
+        for r in rounds:
+            if r > 0:
+                total += 2 * ((tokens + 1) // 2) * (tokens // 2) * head_dim
+                tokens -= r
+        total += 2 * 2 * tokens * width * vision.intermediate
+    return passes * total

@@ -199,3 +199,17 @@ def test_docs_table_is_the_script_output():
     assert len(lines) >= 20
     missing = [line for line in lines if line not in doc]
     assert not missing, "docs/flops.md is stale; rerun scripts/flops_table.py:\n" + "\n".join(missing)
+
+
+def test_merged_vision_flops_without_merges_is_the_vision_count_and_tome_saves_work():
+    from icctp.flops import CLIP_L_336, merged_vision_flops, vision_flops
+    from icctp.tome import tome_schedule
+
+    assert merged_vision_flops(CLIP_L_336, [0] * 23) == vision_flops(CLIP_L_336, 1)
+    merged = merged_vision_flops(CLIP_L_336, tome_schedule(23, 577, 64), passes=5)
+    assert merged < 5 * vision_flops(CLIP_L_336, 1)
+    # by hand: one layer of a 5-token tower merging 1: attention on 5, matching 3x2, MLP on 4
+    from icctp.flops import VisionShape
+    tiny = VisionShape(layers=1, hidden=2, intermediate=3, image_size=4, patch_size=2, channels=1)
+    expected = 2 * 4 * 1 * 4 * 2 + (2 * 5 * 2 * 8 + 4 * 25 * 2) + 2 * 3 * 2 * 1 + 4 * 4 * 2 * 3
+    assert merged_vision_flops(tiny, [[1]], head_dim=1) == expected

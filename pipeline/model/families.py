@@ -1,7 +1,9 @@
 """Model families by ``config.model_type``: the module that owns a family's pixels and visual layout.
 
-Each family module has ``pixel_inputs(processor, config, images, keys, dtype) -> list[ImagePixels]``
-(CPU, no weights) and ``visual_tokens(model, images) -> list[VisualTokens]`` (the model side).
+Each family module has ``MODEL_CLASS`` (the name of the transformers class ``load_vlm`` loads),
+``pixel_inputs(processor, config, images, keys, dtype) -> list[ImagePixels]`` (CPU, no weights) and
+``visual_tokens(model, images) -> list[VisualTokens]`` (the model side). ``FAMILIES`` is the one place
+a family is registered.
 """
 from __future__ import annotations
 

@@ -21,6 +21,8 @@ from pipeline.model import vision
 from pipeline.model.visual import ImagePixels, VisualTokens
 
 
+MODEL_CLASS = "LlavaForConditionalGeneration"  # the transformers class ``load_vlm`` loads for this family
+
 def pixel_inputs(processor, config, images: list[Image.Image], keys: list[str],
                  dtype: torch.dtype) -> list[ImagePixels]:
     """CPU half: the CLIP image processor (resize, center crop, normalize) on distinct RGB images."""

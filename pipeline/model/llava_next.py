@@ -21,6 +21,7 @@ from PIL import Image
 from pipeline.model import compat, vision
 from pipeline.model.visual import ImagePixels, VisualTokens
 
+MODEL_CLASS = "LlavaNextForConditionalGeneration"  # the transformers class ``load_vlm`` loads for this family
 NEWLINE = -1
 
 

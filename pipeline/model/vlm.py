@@ -20,7 +20,7 @@ import torch
 from icctp.budget import scaled_budget
 from icctp.nouns import centers_from_groups
 from pipeline.methods import Method, get_method
-from pipeline.model import compat, fastv, steps
+from pipeline.model import compat, families, fastv, steps
 from pipeline.model.inputs import Memo, PreparedBatch, PreparedSample, Preprocessor
 from pipeline.model.timing import now_ms
 from pipeline.stages.schema import STEP_TIMINGS
@@ -194,20 +194,17 @@ def load_vlm(path_or_hub_id, device="cpu", dtype=None) -> VLM:
 
     Safetensors weights only, no remote code; ``dtype``: see ``resolve_dtype``.
     """
-    from transformers import (
-        AutoConfig,
-        AutoProcessor,
-        LlavaForConditionalGeneration,
-        LlavaNextForConditionalGeneration,
-    )
+    import transformers
+    from transformers import AutoConfig, AutoProcessor
 
     path = str(path_or_hub_id)
     config = AutoConfig.from_pretrained(path, trust_remote_code=False)
-    classes = {"llava": LlavaForConditionalGeneration, "llava_next": LlavaNextForConditionalGeneration}
-    if config.model_type not in classes:
-        raise ValueError(f"{path}: model_type {config.model_type!r} is not one of {sorted(classes)}")
+    try:
+        family = families.family(config)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
     device = torch.device(device)
-    model = classes[config.model_type].from_pretrained(
+    model = getattr(transformers, family.MODEL_CLASS).from_pretrained(
         path, dtype=resolve_dtype(dtype, device.type), use_safetensors=True, trust_remote_code=False,
         attn_implementation="sdpa",
     ).to(device)

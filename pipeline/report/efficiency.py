@@ -3,7 +3,8 @@
 TFLOPs come from ``icctp.flops.llava_flops(model, n_visual, n_text, n_new)["total"]`` with
 ``n_visual`` = mean visual tokens entering the LLM (``n_kept``), ``n_text`` = median text tokens
 and ``n_new`` = the run's ``max_new_tokens``; the reduction is relative to the same call with the
-unpruned visual count (median ``n_visual``). Latencies are medians over the rows without error,
+unpruned visual count (median ``n_visual``); a method that merges inside the vision tower (ToMe)
+also counts its reduced tower work. Latencies are medians over the rows without error,
 in ms; peak memory (MiB) is the maximum of the optional ``peak_memory_mb`` column. ``other_share``:
 the model actor's time outside vision/select/prefill/decode as % of its whole time, over the run.
 """
@@ -82,11 +83,29 @@ def default_flops_fn() -> FlopsFn:
     return llava_flops
 
 
+def merging_vision_change(model, method: str, budget: int) -> int:
+    """FLOPs a method that merges inside the vision tower (``merging_encoder``: ToMe) saves on it, as a
+    negative number (0 for every other method): ``icctp.flops.merged_vision_flops`` on the schedule the
+    adapter runs minus the stock tower's count."""
+    from icctp.budget import scaled_budget
+    from icctp.flops import llava_shape, merged_vision_flops, vision_flops
+    from pipeline.methods import METHODS
+    from pipeline.model.tome import merge_rounds
+
+    if method not in METHODS or "merging_encoder" not in METHODS[method].needs:
+        return 0
+    vision = llava_shape(model).vision
+    schedule = merge_rounds(vision.layers, vision.patches + 1, scaled_budget(budget, vision.patches))
+    return (merged_vision_flops(vision, schedule, vision.passes) - vision_flops(vision, vision.passes))
+
+
 def with_flops(table: pl.DataFrame, model, n_new: int, flops_fn: FlopsFn) -> pl.DataFrame:
     """Add ``tflops`` (total, 1e12 FLOPs) and ``reduction`` (% below the unpruned count)."""
     tflops, reduction = [], []
-    for n_visual, n_kept, n_text in table.select("n_visual", "n_kept", "n_text").iter_rows():
+    for n_visual, n_kept, n_text, method, budget in table.select("n_visual", "n_kept", "n_text", "method",
+                                                                 "budget").iter_rows():
         pruned = flops_fn(model, n_visual=round(n_kept), n_text=round(n_text), n_new=n_new)["total"]
+        pruned += merging_vision_change(model, method, budget)
         full = flops_fn(model, n_visual=round(n_visual), n_text=round(n_text), n_new=n_new)["total"]
         tflops.append(pruned / 1e12)
         reduction.append((1.0 - pruned / full) * 100.0)
