@@ -20,7 +20,6 @@ from PIL import Image
 from pipeline.model import vision
 from pipeline.model.visual import ImagePixels, VisualTokens
 
-
 MODEL_CLASS = "LlavaForConditionalGeneration"  # the transformers class ``load_vlm`` loads for this family
 
 def pixel_inputs(processor, config, images: list[Image.Image], keys: list[str],
