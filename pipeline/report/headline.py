@@ -4,7 +4,7 @@ Reports and comparisons show metrics in *points*, the paper's units: the evaluat
 accuracies, F1 and ratios as fractions in [0, 1], shown x 100; MME's scores (per category 0-200,
 perception 0-2000, cognition 0-800) are points already. The aggregate "Acc." is the plain mean
 over benchmarks of the headline metric in points, with MME entered as perception / 2000 x 100
-(DESIGN.md §6).
+(docs/architecture.md, "The paper's aggregate").
 """
 from __future__ import annotations
 
