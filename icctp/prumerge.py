@@ -27,7 +27,9 @@ def prumerge_plus(features: torch.Tensor, keys: torch.Tensor, cls_query: torch.T
         cls_query: (B, C) that layer's ``q_proj`` output at the CLS position (unscaled).
         adaptive: the official count: ``ratio`` = the share of this image's CLS attentions above
             Q3 + 1.5 IQR, top ``int(N * ratio)`` of them, then the positions ``0, s, 2s, … < N-1``
-            (``s = int(int(1/ratio) / 3)``) not already chosen, ascending. False (the official
+            (``s = int(int(1/ratio) / 3)``) not already chosen, ascending; an image with no outlier,
+            where the official code divides by zero, counts as ratio 1/N (its top token and every
+            ``int(N/3)``-th position). False (the official
             "for training" branch): top ``int(N * ratio)`` plus ``arange(int(step/2), N-1, step)``,
             ``step = int(1/ratio)``, duplicates kept; the two parts must have equal length (145 tokens
             at 1/8, 289 at 1/4, 73 at 1/16).
@@ -100,9 +102,8 @@ def _chosen(attn: torch.Tensor, N: int, adaptive: bool, ratio: float, spatial: b
     """The chosen positions of one image, in the official order (may repeat in the fixed branch)."""
     if adaptive:
         ratio = outlier_ratio(attn)
-        if ratio == 0:
-            raise ValueError("no CLS attention above Q3 + 1.5 IQR: the adaptive ratio is 0 "
-                             "(the official code divides by zero here)")
+        if ratio == 0 and spatial:  # the official code divides by zero here: one outlier instead
+            ratio = 1 / N
     top = torch.sort(attn, descending=True, stable=True).indices[: int(N * ratio)]
     if not spatial:
         return top

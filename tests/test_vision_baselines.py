@@ -269,8 +269,9 @@ def test_prumerge_complement_quirk_with_duplicates():
 
 def test_prumerge_edge_cases_raise():
     features, keys, cls_query = pm_inputs(B=1, N=40)
-    with pytest.raises(ValueError, match="adaptive ratio is 0"):
-        icctp.prumerge_plus(torch.zeros(1, 40, 16), torch.zeros(1, 41, 16), cls_query)
+    flat = icctp.prumerge_plus(features, torch.zeros(1, 41, 16), cls_query)[0]  # no outlier: ratio 1/N
+    assert flat.shape[0] == 1 + len(set(range(0, 39, 13)) - {0}) + 1  # top token 0 (ties: lowest), 0/13/26, extra
+    assert icctp.prumerge(features, torch.zeros(1, 41, 16), cls_query)[0].shape[0] == 1  # only the extra token
     with pytest.raises(ValueError, match="N >= 33"):
         icctp.prumerge(features[:, :20], keys[:, :21], cls_query, adaptive=False, ratio=0.5)
     with pytest.raises(ValueError, match="cls_query"):
