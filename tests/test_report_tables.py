@@ -144,3 +144,16 @@ def test_relabelled_unpruned_variant_is_still_the_retention_baseline(metrics):
     assert agg["variant"].to_list() == ["llava-576", "fasterv", "icctp"]
     assert agg.filter(pl.col("variant") == "icctp")["retention"].to_list() == \
         aggregate(headline_metrics(metrics)).filter(pl.col("variant") == "icctp")["retention"].to_list()
+
+
+def test_off_budget_note_names_the_variants_whose_kept_count_differs():
+    import polars as pl
+
+    from pipeline.report.writer import off_budget_note
+
+    table = pl.DataFrame({"variant": ["full", "cls", "prumerge_plus", "cls"], "method": ["full", "cls", "prumerge_plus",
+                                                                                     "cls"],
+                          "budget": [576, 64, 64, 64], "n_visual": [576.0, 576.0, 576.0, 2880.0],
+                          "n_kept": [576.0, 64.0, 238.5, 320.0]})
+    assert off_budget_note(table) == ["Visual tokens that reached the language model differ from the budget "
+                                      "(mean `n_kept`) for: prumerge_plus@64: 238.5.", ""]

@@ -90,7 +90,24 @@ def efficiency_section(table: pl.DataFrame, note: str | None, n_new: int, other:
     cols = [c for c in EFFICIENCY_COLUMNS if c in table.columns]
     digits = {"n_kept": 1, "n_visual": 0, "n_text": 0, "tflops": 3, "reduction": 1, "retention": 1,
               PEAK_MEMORY_COLUMN: 0, **{c: 1 for c in TIMING_COLUMNS}}
-    return lines + [to_markdown(table.select(cols), digits), ""]
+    return lines + [to_markdown(table.select(cols), digits), ""] + off_budget_note(table)
+
+
+def off_budget_note(table: pl.DataFrame) -> list[str]:
+    """One line naming the variants whose mean ``n_kept`` (the visual tokens that reached the language
+    model) differs from their budget scaled to the image's visual tokens (``icctp.budget.scaled_budget``),
+    e.g. PruMerge+'s adaptive count, VisionZip's CLS counted in, LLaVA-NeXT's newlines kept on top."""
+    from icctp.budget import scaled_budget
+
+    off = [f"{variant}@{budget}: {n_kept:.1f}"
+           for variant, method, budget, n_visual, n_kept in table.select("variant", "method", "budget", "n_visual",
+                                                                         "n_kept").iter_rows()
+           if method != "full" and n_visual and n_kept is not None
+           and abs(n_kept - scaled_budget(int(budget), max(1, round(n_visual)))) > 0.05]
+    if not off:
+        return []
+    return ["Visual tokens that reached the language model differ from the budget (mean `n_kept`) for: "
+            + ", ".join(off) + ".", ""]
 
 
 @dataclass
