@@ -1,8 +1,12 @@
-"""Time icctp_select at the LLaVA-1.5-7B shape against the LLM prefill it saves.
+"""Time icctp_select and the vision-side baselines at the LLaVA-1.5-7B shape against the LLM prefill.
 
 Measures, in one run on this machine: median time of `icctp_select` ("exact" and "paper"
 allocation) and of the loop reference of Algorithm 1 (tests/reference_algorithm.py; timed on
---reference-samples samples and scaled to the batch, it is linear in B), and the
+--reference-samples samples and scaled to the batch, it is linear in B); of the vision-side
+baselines on CLIP-L/336 tower states (D=1024, 16 heads): FasterVLM (top-k of the CLS attention),
+`visionzip_compress` (the official split of the budget), `prumerge_plus` (adaptive) and `prumerge`
+(fixed ratio budget/576), and ToMe's merges (`tome_merge` at every one of the 23 layers of its r
+schedule, on the layer's token count: the work ToMe adds to the tower, which itself shrinks); and the
 forward of one 7B-shaped LlamaDecoderLayer (hidden 4096, intermediate 11008, 32 heads, random
 init) on the kept sequence (budget visual + text tokens), times 32 layers. Goal: selection <= 1% of
 that prefill. Prints a Markdown table and appends it to BENCHMARKS.md under "## Selection (icctp_select)".
@@ -32,7 +36,10 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from benchlib import append_to_section, cpu_model  # noqa: E402
 from reference_algorithm import reference_icctp  # noqa: E402
 
+from icctp import prumerge, prumerge_plus, tome_merge, tome_schedule, visionzip_compress  # noqa: E402
+from icctp.baselines import select_cls  # noqa: E402
 from icctp.select import icctp_select  # noqa: E402
+from icctp.visionzip import visionzip_split  # noqa: E402
 
 SECTION = "## Selection (icctp_select)"
 INTRO = ("`scripts/bench_select.py`: selection time at the LLaVA-1.5-7B shape, measured against a\n"
@@ -66,6 +73,34 @@ def decoder_layer_seconds(batch: int, seq: int, repeats: int) -> float:
     with torch.inference_mode():
         position_embeddings = rope(hidden, position_ids)
         return median_seconds(lambda: layer(hidden, position_ids=position_ids, position_embeddings=position_embeddings), repeats)
+
+
+def vision_baseline_seconds(B: int, n: int, budget: int, d: int, repeats: int) -> list[tuple[str, float]]:
+    """Median times of the vision-side baselines on random CLIP-L-shaped tower states (a few CLS
+    attention outliers per image, as real CLIP has)."""
+    g = torch.Generator().manual_seed(1)
+    D, H = 1024, 16
+    hidden = torch.randn(B, n + 1, D, generator=g)
+    cls_rows = torch.softmax(torch.randn(B, H, n + 1, generator=g) * 2, dim=-1)
+    keys = torch.randn(B, H, n + 1, D // H, generator=g)
+    last_keys = torch.randn(B, n + 1, D, generator=g)
+    query = torch.randn(B, D, generator=g)
+    for b in range(B):
+        last_keys[b, torch.randperm(n, generator=g)[:12] + 1] += 3.0 * query[b] / query[b].norm()
+    tokens = torch.randn(B, n, d, generator=g)
+    cls_attn = cls_rows[:, :, 1:].mean(1)
+    schedule = tome_schedule(23, n + 1, budget)
+    merges = [(torch.randn(B, t, D, generator=g), torch.randn(B, t, D // H, generator=g), torch.ones(B, t, 1), r)
+              for t, r in zip([n + 1 - sum(schedule[:i]) for i in range(23)], schedule)]
+    calls = [
+        ("fastervlm (select_cls)", lambda: select_cls(tokens, cls_attn, budget)),
+        (f"visionzip_compress {visionzip_split(budget)}", lambda: visionzip_compress(hidden, cls_rows, keys,
+                                                                                      *visionzip_split(budget))),
+        ("prumerge_plus, adaptive", lambda: prumerge_plus(hidden[:, 1:], last_keys, query)),
+        (f"prumerge, fixed ratio {budget}/{n}", lambda: prumerge(hidden[:, 1:], last_keys, query, False, budget / n)),
+        ("tome_merge x 23 layers (r schedule)", lambda: [tome_merge(x, m, r, sz) for x, m, sz, r in merges]),
+    ]
+    return [(name, median_seconds(fn, repeats)) for name, fn in calls]
 
 
 def main() -> None:
@@ -103,6 +138,7 @@ def main() -> None:
             args.reference_repeats,
             warmup=False,
         ) * (B / n_ref)
+        vision = vision_baseline_seconds(B, n, args.budget, d, args.repeats)
     seq = args.budget + args.text
     layer = decoder_layer_seconds(B, seq, args.layer_repeats)
     prefill = layer * N_LAYERS
@@ -111,6 +147,7 @@ def main() -> None:
         ("icctp_select, exact", exact),
         ("icctp_select, paper", paper),
         (f"reference loop, exact (timed on {n_ref} samples, x {B / n_ref:g})", reference),
+        *vision,
         (f"decoder layer forward ({B}x{seq} tokens)", layer),
         (f"prefill estimate (layer x {N_LAYERS})", prefill),
     ]
