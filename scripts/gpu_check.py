@@ -56,6 +56,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from icctp.nouns import centers_from_groups  # noqa: E402
+from pipeline.methods import get_method  # noqa: E402
 from pipeline.model import VLM, compat, steps  # noqa: E402
 from pipeline.model.inputs import PreparedBatch  # noqa: E402
 
@@ -175,7 +176,10 @@ def run_once(vlm: VLM, batch: tuple[PreparedBatch, list[torch.Tensor]], method: 
     dev, (prepared, centers) = vlm.device, batch
     rows = prepared.samples
     keys = list(dict.fromkeys(s.image_key for s in rows))
-    encoded, vision_s = timed(dev, lambda: dict(zip(keys, steps.encode(vlm.model, [prepared.images[k] for k in keys]))))
+    images = [prepared.images[k] for k in keys]
+    merging = "merging_encoder" in get_method(method).needs  # ToMe: its own merging tower pass
+    encoded, vision_s = timed(dev, lambda: dict(zip(keys, steps.encode_merged(vlm.model, images, budget) if merging
+                                                    else steps.encode(vlm.model, images))))
     visuals = [encoded[s.image_key] for s in rows]
     kept, select_s = timed(dev, lambda: steps.select(visuals, method, budget, seeds=[s.seed for s in rows],
                                                      centers=centers if method == "icctp" else None))
