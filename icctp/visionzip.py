@@ -71,17 +71,6 @@ def visionzip_split(budget: int, dominant_share: float = DOMINANT_SHARE) -> tupl
     return dominant, budget - dominant
 
 
-def visionzip_budget(hidden: torch.Tensor, cls_attn: torch.Tensor, keys: torch.Tensor, budget: int,
-                     dominant_share: float = DOMINANT_SHARE) -> tuple[torch.Tensor, torch.Tensor]:
-    """``visionzip_compress`` with the split of ``visionzip_split(budget, dominant_share)``; a budget of
-    N+1 or more keeps every token (CLS included) unchanged."""
-    T = hidden.shape[1]
-    if budget >= T:
-        kept = torch.arange(T, device=hidden.device).expand(hidden.shape[0], T)
-        return hidden, kept
-    return visionzip_compress(hidden, cls_attn, keys, *visionzip_split(budget, dominant_share))
-
-
 def _check(hidden, cls_attn, keys, dominant, contextual) -> tuple[int, int, int]:
     if hidden.dim() != 3:
         raise ValueError(f"hidden must be (B, N+1, D), got shape {tuple(hidden.shape)}")
