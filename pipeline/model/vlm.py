@@ -187,7 +187,9 @@ def _empty(sample: PreparedSample, with_centers: bool, error: str | None) -> dic
 def load_vlm(path_or_hub_id, device="cpu", dtype=None) -> VLM:
     """Load a LLaVA-1.5 or LLaVA-NeXT checkpoint (picked from its config) with its processor.
 
-    Safetensors weights only, no remote code; ``dtype``: see ``resolve_dtype``.
+    Safetensors weights only, no remote code; ``dtype``: see ``resolve_dtype``. The model is
+    built on the meta device and each tensor is read from the checkpoint straight onto ``device``
+    in ``dtype`` (``device_map``), so a GPU actor never holds a host copy of the weights.
     """
     from transformers import (
         AutoConfig,
@@ -204,8 +206,8 @@ def load_vlm(path_or_hub_id, device="cpu", dtype=None) -> VLM:
     device = torch.device(device)
     model = classes[config.model_type].from_pretrained(
         path, dtype=resolve_dtype(dtype, device.type), use_safetensors=True, trust_remote_code=False,
-        attn_implementation="sdpa",
-    ).to(device)
+        attn_implementation="sdpa", device_map={"": device},
+    )
     processor = AutoProcessor.from_pretrained(path, trust_remote_code=False)
     return VLM(model, processor)
 
