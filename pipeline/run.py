@@ -36,6 +36,7 @@ from pipeline.stages.nouns import NounStage
 from pipeline.stages.prepare import prepare_benchmark, write_json_atomic
 from pipeline.stages.preprocess import PreprocessStage
 from pipeline.stages.resume import PendingFilter, ResumePlan, drop_error_rows, plan_resume
+from pipeline.stages.schema import OOM_SPLITS
 from pipeline.stages.score import score_partitions, scoring_card
 from pipeline.stages.vlm import VLMStage
 from pipeline.stages.write import WriteStage
@@ -192,6 +193,15 @@ def score_run(run_dir: Path, manifest: Manifest) -> pl.DataFrame:
     return metrics
 
 
+def drain(summaries) -> tuple[int, int]:
+    """(rows written, out-of-memory splits) summed over the write stage's summary tables."""
+    written = splits = 0
+    for table in summaries:
+        written += sum(table.column("n").to_pylist())
+        splits += sum(table.column(OOM_SPLITS).to_pylist())
+    return written, splits
+
+
 def run_eval(manifest: Manifest, run_dir: Path, *, limit: int | None = None, address: str | None = None,
              retry_errors: bool = False, model: ModelStage | None = None) -> RunResult:
     """Prepare, run the chain on what is pending, score and report; ``model`` defaults to ``vlm_stage``.
@@ -217,8 +227,10 @@ def run_eval(manifest: Manifest, run_dir: Path, *, limit: int | None = None, add
         init_ray(address)
         ds = build_chain(plan, compute, model or vlm_stage(manifest), variants, info["run_id"], predictions_dir,
                          {name: src.nouns for name, src in manifest.benchmarks.items()})
-        for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
-            written += sum(batch.column("n").to_pylist())
+        written, oom_splits = drain(ds.iter_batches(batch_format="pyarrow", batch_size=None))
+        info["oom_splits"] = info.get("oom_splits", 0) + oom_splits
+        if oom_splits:
+            logging.getLogger(__name__).warning("%d model batches were split after running out of memory", oom_splits)
 
     metrics = score_run(run_dir, manifest)
     report = write_report(run_dir)
