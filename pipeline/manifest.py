@@ -115,6 +115,8 @@ class Generation(_Strict):
 
 class Compute(_Strict):
     batch_size: int = Field(16, ge=1, description="samples per model batch")
+    max_batch_tokens: int | None = Field(None, ge=1, description="tokens per language-model batch (rows x longest "
+                                         "prompt, kept visual tokens included); None: batch_size alone bounds it")
     vlm_actors: int = Field(1, ge=1, description="model replicas (one GPU each on a GPU cluster)")
     nouns_actors: int = Field(1, ge=1)
     num_gpus: float = Field(0, ge=0, description="GPUs per model actor; 0 = CPU")

@@ -145,7 +145,8 @@ def vlm_stage(manifest: Manifest) -> ModelStage:
     model_path = resolve_model_path(manifest.model.path)
     device = "cuda" if manifest.compute.num_gpus else "cpu"
     dtype = str(resolve_dtype(manifest.model.dtype, device)).removeprefix("torch.")
-    return ModelStage(VLMStage, dict(model_path=model_path, max_new_tokens=manifest.max_new_tokens(), dtype=dtype),
+    return ModelStage(VLMStage, dict(model_path=model_path, max_new_tokens=manifest.max_new_tokens(), dtype=dtype,
+                                     max_batch_tokens=manifest.compute.max_batch_tokens),
                       preprocess=(model_path, dtype))
 
 

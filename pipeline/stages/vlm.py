@@ -41,17 +41,21 @@ class VLMStage:
     ``variants``: the run's ``Variant``s; a row's ``pending`` column (list of ``Variant.key``),
     when present, restricts it to the variants still to do. ``max_new_tokens``: one limit, or a
     limit per benchmark (the row's ``benchmark``); rows of different limits in one batch are
-    generated in separate calls.
+    generated in separate calls. ``max_batch_tokens``: the token bound of one language-model batch
+    (``VLM.answer``); None: ``batch_size`` rows bound it alone.
     """
 
+    max_batch_tokens: int | None = None
+
     def __init__(self, model_path: str, variants: list[Variant], run_id: str, max_new_tokens: int | dict[str, int],
-                 dtype: str | None = None, device: str | None = None):
+                 dtype: str | None = None, device: str | None = None, max_batch_tokens: int | None = None):
         from pipeline.model import load_vlm
 
         self.vlm = load_vlm(model_path, device=device or _default_device(), dtype=dtype)
         self.variants = variants
         self.run_id = run_id
         self.max_new_tokens = max_new_tokens
+        self.max_batch_tokens = max_batch_tokens
         self.oom_splits = 0
 
     def __call__(self, batch: pa.Table) -> pa.Table:
@@ -110,8 +114,8 @@ class VLMStage:
         cuda = self.vlm.device.type == "cuda"
         if cuda:
             torch.cuda.reset_peak_memory_stats(self.vlm.device)
-        results = self.vlm.answer(prepared, method=v.method, budget=v.budget,
-                                  max_new_tokens=max_new_tokens, **v.params)
+        results = self.vlm.answer(prepared, method=v.method, budget=v.budget, max_new_tokens=max_new_tokens,
+                                  max_batch_tokens=self.max_batch_tokens, **v.params)
         if cuda:
             peak = torch.cuda.max_memory_allocated(self.vlm.device) / 2**20
             results = [dict(r, peak_memory_mb=peak) for r in results]
