@@ -40,6 +40,7 @@ from pipeline.stages.schema import OOM_SPLITS
 from pipeline.stages.score import score_partitions, scoring_card
 from pipeline.stages.vlm import VLMStage
 from pipeline.stages.write import WriteStage
+from pipeline.watch import watched
 
 PACKAGES = ("icctp-eval", "torch", "transformers", "ray", "spacy", "datasets", "pyarrow", "polars")
 
@@ -173,8 +174,9 @@ def build_chain(plan: ResumePlan, compute: Compute, model: ModelStage, variants:
                             compute=ActorPoolStrategy(min_size=1, max_size=actors))
     ds = ds.map_batches(
         model.cls, fn_constructor_kwargs=dict(variants=variants, run_id=run_id, **model.kwargs),
-        batch_format="pyarrow", batch_size=compute.batch_size, compute=ActorPoolStrategy(size=compute.vlm_actors),
-        num_cpus=compute.vlm_num_cpus, num_gpus=compute.num_gpus or None,
+        batch_format="pyarrow", batch_size=compute.batch_size,
+        compute=ActorPoolStrategy(min_size=1, max_size=compute.vlm_actors, initial_size=compute.vlm_actors),
+        num_cpus=compute.vlm_num_cpus, num_gpus=compute.num_gpus or None, resources=compute.vlm_resources or None,
     )
     return ds.map_batches(WriteStage, fn_constructor_args=(str(predictions_dir),), batch_format="pyarrow",
                           batch_size=None, compute=ActorPoolStrategy(size=1), num_cpus=0.25)
@@ -228,7 +230,8 @@ def run_eval(manifest: Manifest, run_dir: Path, *, limit: int | None = None, add
         init_ray(address)
         ds = build_chain(plan, compute, model or vlm_stage(manifest), variants, info["run_id"], predictions_dir,
                          {name: src.nouns for name, src in manifest.benchmarks.items()})
-        written, oom_splits = drain(ds.iter_batches(batch_format="pyarrow", batch_size=None))
+        written, oom_splits = drain(watched(ds.iter_batches(batch_format="pyarrow", batch_size=None),
+                                            compute.stall_timeout_s))
         info["oom_splits"] = info.get("oom_splits", 0) + oom_splits
         if oom_splits:
             logging.getLogger(__name__).warning("%d model batches were split after running out of memory", oom_splits)
