@@ -5,11 +5,13 @@
     ray job submit --working-dir . -- python jobs/eval_all.py --manifest manifests/llava15_7b_paper.yaml
 
 Connects to the running Ray cluster when there is one, else starts a local Ray. Rerun with the
-same --output to resume a killed run.
+same --output to resume a killed run. Exit status 3: a node was lost and the run stalled
+(``pipeline.watch``); the message names the node, and a rerun with the same --output finishes it.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -19,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from pipeline.manifest import ManifestError, load_manifest  # noqa: E402
 from pipeline.run import run_eval  # noqa: E402
 from pipeline.summary import summary_lines  # noqa: E402
+from pipeline.watch import NodeLostError  # noqa: E402
 
 
 def _csv(kind):
@@ -44,6 +47,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+NODE_LOST = 3
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
@@ -59,7 +65,11 @@ def main(argv=None) -> int:
         return 2
     output = args.output or Path("runs") / f"{manifest.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     start = time.perf_counter()
-    result = run_eval(manifest, output, limit=args.limit, address=args.address, retry_errors=args.retry_errors)
+    try:
+        result = run_eval(manifest, output, limit=args.limit, address=args.address, retry_errors=args.retry_errors)
+    except NodeLostError as e:
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        os._exit(NODE_LOST)  # now: a clean shutdown would wait on the actors of the lost node
     for line in summary_lines(result.metrics):
         print(line)
     print(f"{result.rows_total} prediction rows ({result.rows_written} new) in {time.perf_counter() - start:.0f} s")

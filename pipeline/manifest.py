@@ -115,9 +115,13 @@ class Generation(_Strict):
 
 class Compute(_Strict):
     batch_size: int = Field(16, ge=1, description="samples per model batch")
+    max_batch_tokens: int | None = Field(None, ge=1, description="tokens per language-model batch (rows x longest "
+                                         "prompt, kept visual tokens included); None: batch_size alone bounds it")
     vlm_actors: int = Field(1, ge=1, description="model replicas (one GPU each on a GPU cluster)")
     nouns_actors: int = Field(1, ge=1)
     num_gpus: float = Field(0, ge=0, description="GPUs per model actor; 0 = CPU")
+    vlm_resources: dict[str, float] = Field(default_factory=dict, description="custom Ray resources per model "
+                                            "actor (e.g. a node label or an accelerator type)")
     vlm_num_cpus: float = Field(1.0, gt=0)
     nouns_num_cpus: float = Field(0.25, gt=0)
     preprocess_actors: int | None = Field(None, ge=1, description="image/text preprocessing actors; "
@@ -125,6 +129,8 @@ class Compute(_Strict):
     preprocess_num_cpus: float = Field(0.5, gt=0)
     shard_rows: int = Field(64, ge=1, description="rows per input shard (never splits one image's rows)")
     block_rows: int = Field(32, ge=1, description="rows per Ray block: how much work a crash can lose")
+    stall_timeout_s: float = Field(600, gt=0, description="after a node is lost, seconds without a written "
+                                   "prediction before the run stops with an error naming it (pipeline.watch)")
 
 
 class Manifest(_Strict):

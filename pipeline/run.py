@@ -2,8 +2,9 @@
 
 The data path, top to bottom::
 
-    prepare (driver, per benchmark: HF split → inputs/benchmark=*/shard-*.parquet)
-      → read_parquet → repartition(block_rows) → [PendingFilter on resume]
+    prepare (driver thread, per benchmark: HF split → inputs/benchmark=*/shard-*.parquet, resumable)
+      → per wave of prepared benchmarks (``pipeline.waves``: the first starts while the rest prepare):
+      read_parquet → repartition(block_rows) → [PendingFilter on resume]
       → nouns (CPU actors) → preprocess (CPU actors: decode, image processor, tokenize)
       → model (``ModelStage``, default VLMStage: actors, GPU or CPU: vision, select, assemble, generate)
       → write (atomic part files) → score (driver, polars, one variant at a time) → metrics.parquet, report.md
@@ -16,6 +17,7 @@ read again, nothing is lost or duplicated.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import logging
 import os
@@ -33,12 +35,15 @@ from pipeline.manifest import FIXTURE_PREFIX, Compute, Manifest, Variant
 from pipeline.model.vlm import resolve_dtype
 from pipeline.report import write_report
 from pipeline.stages.nouns import NounStage
-from pipeline.stages.prepare import prepare_benchmark, write_json_atomic
+from pipeline.stages.prepare import SUCCESS, prepare_benchmark, write_json_atomic
 from pipeline.stages.preprocess import PreprocessStage
 from pipeline.stages.resume import PendingFilter, ResumePlan, drop_error_rows, plan_resume
+from pipeline.stages.schema import OOM_SPLITS
 from pipeline.stages.score import score_partitions, scoring_card
 from pipeline.stages.vlm import VLMStage
 from pipeline.stages.write import WriteStage
+from pipeline.watch import watched
+from pipeline.waves import waves
 
 PACKAGES = ("icctp-eval", "torch", "transformers", "ray", "spacy", "datasets", "pyarrow", "polars")
 
@@ -144,7 +149,8 @@ def vlm_stage(manifest: Manifest) -> ModelStage:
     model_path = resolve_model_path(manifest.model.path)
     device = "cuda" if manifest.compute.num_gpus else "cpu"
     dtype = str(resolve_dtype(manifest.model.dtype, device)).removeprefix("torch.")
-    return ModelStage(VLMStage, dict(model_path=model_path, max_new_tokens=manifest.max_new_tokens(), dtype=dtype),
+    return ModelStage(VLMStage, dict(model_path=model_path, max_new_tokens=manifest.max_new_tokens(), dtype=dtype,
+                                     max_batch_tokens=manifest.compute.max_batch_tokens),
                       preprocess=(model_path, dtype))
 
 
@@ -171,8 +177,9 @@ def build_chain(plan: ResumePlan, compute: Compute, model: ModelStage, variants:
                             compute=ActorPoolStrategy(min_size=1, max_size=actors))
     ds = ds.map_batches(
         model.cls, fn_constructor_kwargs=dict(variants=variants, run_id=run_id, **model.kwargs),
-        batch_format="pyarrow", batch_size=compute.batch_size, compute=ActorPoolStrategy(size=compute.vlm_actors),
-        num_cpus=compute.vlm_num_cpus, num_gpus=compute.num_gpus or None,
+        batch_format="pyarrow", batch_size=compute.batch_size,
+        compute=ActorPoolStrategy(min_size=1, max_size=compute.vlm_actors, initial_size=compute.vlm_actors),
+        num_cpus=compute.vlm_num_cpus, num_gpus=compute.num_gpus or None, resources=compute.vlm_resources or None,
     )
     return ds.map_batches(WriteStage, fn_constructor_args=(str(predictions_dir),), batch_format="pyarrow",
                           batch_size=None, compute=ActorPoolStrategy(size=1), num_cpus=0.25)
@@ -192,36 +199,51 @@ def score_run(run_dir: Path, manifest: Manifest) -> pl.DataFrame:
     return metrics
 
 
+def drain(summaries) -> tuple[int, int]:
+    """(rows written, out-of-memory splits) summed over the write stage's summary tables."""
+    written = splits = 0
+    for table in summaries:
+        written += sum(table.column("n").to_pylist())
+        splits += sum(table.column(OOM_SPLITS).to_pylist())
+    return written, splits
+
+
 def run_eval(manifest: Manifest, run_dir: Path, *, limit: int | None = None, address: str | None = None,
              retry_errors: bool = False, model: ModelStage | None = None) -> RunResult:
-    """Prepare, run the chain on what is pending, score and report; ``model`` defaults to ``vlm_stage``.
+    """Prepare, run the chain on what is pending (a wave at a time), score and report; ``model`` defaults to ``vlm_stage``.
     ``retry_errors`` first drops the error rows of a previous attempt so that they run again."""
     run_dir = Path(run_dir).resolve()
     info = open_run(manifest, run_dir, limit)
     compute = manifest.compute
-    prepared = {
-        name: prepare_benchmark(name, src, run_dir / "inputs" / f"benchmark={name}", compute.shard_rows, limit)
-        for name, src in manifest.benchmarks.items()
-    }
-    info["datasets"] = prepared
-    write_json_atomic(info, run_dir / "run.json")
-
     variants = manifest.variants()
     predictions_dir = run_dir / "predictions"
     if retry_errors:
         drop_error_rows(predictions_dir)
-    shards = [s for files in input_shards(run_dir, prepared).values() for s in files]
-    plan = plan_resume(shards, predictions_dir, variants)
-    written = 0
-    if plan.shards:
+    inputs = {name: run_dir / "inputs" / f"benchmark={name}" for name in manifest.benchmarks}
+    jobs = {name: functools.partial(prepare_benchmark, name, src, inputs[name], compute.shard_rows, limit)
+            for name, src in manifest.benchmarks.items()}
+    prepared: dict[str, dict] = {}
+    written = rows_total = 0
+    for wave in waves(jobs, prepared, ready=lambda name: (inputs[name] / SUCCESS).exists()):
+        shards = [s for files in input_shards(run_dir, wave).values() for s in files]
+        plan = plan_resume(shards, predictions_dir, variants)
+        rows_total += plan.rows_done + plan.rows_todo
+        if not plan.shards:
+            continue
         init_ray(address)
         ds = build_chain(plan, compute, model or vlm_stage(manifest), variants, info["run_id"], predictions_dir,
                          {name: src.nouns for name, src in manifest.benchmarks.items()})
-        for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
-            written += sum(batch.column("n").to_pylist())
+        new, oom_splits = drain(watched(ds.iter_batches(batch_format="pyarrow", batch_size=None),
+                                        compute.stall_timeout_s))
+        written += new
+        info["oom_splits"] = info.get("oom_splits", 0) + oom_splits
+        if oom_splits:
+            logging.getLogger(__name__).warning("%d model batches were split after running out of memory", oom_splits)
+    info["datasets"] = {name: prepared[name] for name in manifest.benchmarks}
+    write_json_atomic(info, run_dir / "run.json")
 
     metrics = score_run(run_dir, manifest)
     report = write_report(run_dir)
     info["finished"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     write_json_atomic(info, run_dir / "run.json")
-    return RunResult(run_dir, written, plan.rows_done + plan.rows_todo, metrics, report)
+    return RunResult(run_dir, written, rows_total, metrics, report)

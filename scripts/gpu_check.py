@@ -2,7 +2,9 @@
 
 Builds the model on device ``meta``, moves it to the GPU with ``to_empty`` and initialises it
 there (transformers' own init: normal weights, norms to one, rotary and position buffers), in
-bf16: no weights, no network, compute cost equal to the real model's. The processor (CLIP 336
+the ``model.dtype`` of the manifest it imitates (``--manifest``, default
+``manifests/llava15_7b_paper.yaml``: float16, as the paper runs): no weights, no network, compute
+cost equal to the real model's. The header line names the dtype and the manifest it came from. The processor (CLIP 336
 image processor, local BPE tokenizer with the LLaVA-1.5 chat template) is the tiny fixture's.
 
 Default: for each method (full, icctp, cls) and budget (576, 128, 64, 32), a batch of 16 distinct
@@ -31,7 +33,7 @@ projected time for 214,354 questions at the actor's rate, the actor's time split
 how many greedy answers (token ids) on ``--compare-samples`` samples differ between batch 1 and
 batch ``--compare-batch`` at each budget (fp16/bf16 kernels may differ with batch shape).
 
-``--tiny`` runs the same code on CPU with tiny widths (fp32, batch 2, 4 new tokens; with
+``--tiny`` runs the same code on CPU with tiny widths (fp32 whatever the manifest, batch 2, 4 new tokens; with
 ``--pipeline``: 16 compared samples, batch 4).
 
     .venv/bin/python scripts/gpu_check.py                     # one NVIDIA GPU, < 5 min
@@ -71,6 +73,15 @@ QUESTIONS = (
 VQAV2_SUFFIX = "\nAnswer the question using a single word or phrase."
 VQAV2_QUESTIONS = 214_354
 PIPELINE_VARIANTS = (("full", 576), ("icctp", 64))
+DEFAULT_MANIFEST = ROOT / "manifests" / "llava15_7b_paper.yaml"
+
+
+def manifest_dtype(path: Path) -> torch.dtype:
+    """The dtype a manifest's model runs in on a GPU (``model.dtype``; unset: float16, as ``resolve_dtype``)."""
+    from pipeline.manifest import load_manifest
+    from pipeline.model.vlm import resolve_dtype
+
+    return resolve_dtype(load_manifest(path).model.dtype, "cuda")
 
 
 def llava_config(tiny: bool, tokenizer):
@@ -232,7 +243,7 @@ def save_model(vlm: VLM, directory: Path) -> Path:
 
 
 def pipeline_run(model_dir: Path, data: Path, out: Path, method: str, budget: int, *, gpu: bool, batch: int,
-                 new_tokens: int) -> dict:
+                 new_tokens: int, dtype: torch.dtype) -> dict:
     """One ``run_eval`` of ``method`` at ``budget`` on the synthetic split; the model actor's numbers."""
     import polars as pl
 
@@ -242,7 +253,7 @@ def pipeline_run(model_dir: Path, data: Path, out: Path, method: str, budget: in
 
     manifest = Manifest.model_validate({
         "name": f"gpu-check-{method}-{budget}",
-        "model": {"path": str(model_dir), "dtype": "bfloat16" if gpu else "float32"},
+        "model": {"path": str(model_dir), "dtype": str(dtype).removeprefix("torch.")},
         "benchmarks": {"vqav2": {"data_files": str(data)}}, "methods": [{"method": method}], "budgets": [budget],
         "generation": {"max_new_tokens": new_tokens},
         "compute": {"batch_size": batch, "vlm_actors": 1, "num_gpus": 1 if gpu else 0, "shard_rows": 512,
@@ -299,7 +310,7 @@ def pipeline_check(vlm: VLM, n: int, *, gpu: bool, batch: int, new_tokens: int, 
         saved_s = time.perf_counter() - start
         synthetic_vqav2(tmp / "vqav2.parquet", n)
         runs = [pipeline_run(model_dir, tmp / "vqav2.parquet", tmp / f"run-{m}-{b}", m, b, gpu=gpu, batch=batch,
-                             new_tokens=new_tokens) for m, b in PIPELINE_VARIANTS]
+                             new_tokens=new_tokens, dtype=vlm.dtype) for m, b in PIPELINE_VARIANTS]
     differ = batch_effects(vlm, compare_n, compare_batch, new_tokens)
     return dict(samples=n, saved_s=saved_s, runs=runs, compare_samples=compare_n, compare_batch=compare_batch,
                 differ={str(b): d for b, d in differ.items()})
@@ -337,22 +348,27 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--compare-batch", type=int, default=None,
                         help="--pipeline: the B of that comparison (default 32; 4 with --tiny)")
     parser.add_argument("--record", type=Path, default=None, help="also write the results as JSON to this file")
+    parser.add_argument("--manifest", type=Path, default=DEFAULT_MANIFEST,
+                        help="the run this check imitates: its model.dtype is the GPU dtype (default: %(default)s)")
     args = parser.parse_args(argv)
     new_tokens = args.new_tokens or (4 if args.tiny else 16)
     repeats = args.repeats or (1 if args.tiny else 3)
     if args.tiny:
         torch.set_num_threads(1)  # tiny tensors: extra threads only add synchronisation on a shared CPU
         device, dtype, card = torch.device("cpu"), torch.float32, "CPU (tiny shapes, 1 thread)"
+        dtype_source = "fp32 on CPU"
     else:
         if not torch.cuda.is_available():
             raise SystemExit("gpu_check needs an NVIDIA GPU (torch.cuda.is_available() is False); use --tiny on CPU")
-        device, dtype, card = torch.device("cuda"), torch.bfloat16, torch.cuda.get_device_name(0)
+        dtype = manifest_dtype(args.manifest)
+        device, card = torch.device("cuda"), torch.cuda.get_device_name(0)
+        dtype_source = f"model.dtype of {args.manifest}"
 
     start = time.perf_counter()
     vlm = build_vlm(args.tiny, device, dtype)
     build_s = time.perf_counter() - start
-    header = (f"device: {card}; torch {torch.__version__}; dtype {str(dtype).removeprefix('torch.')}; "
-              f"model built in {build_s:.1f} s")
+    header = (f"device: {card}; torch {torch.__version__}; dtype {str(dtype).removeprefix('torch.')} "
+              f"({dtype_source}); model built in {build_s:.1f} s")
     if args.pipeline:
         batch = args.batch or (4 if args.tiny else 32)
         result = pipeline_check(vlm, args.pipeline, gpu=not args.tiny, batch=batch, new_tokens=new_tokens,

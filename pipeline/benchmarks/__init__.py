@@ -36,8 +36,9 @@ def get_benchmark(name: str) -> Benchmark:
 
 def iter_samples(benchmark: str | Benchmark, *, hf_id: str | None = None, config: str | None = None,
                  split: str | None = None, data_files: Any = None, streaming: bool = False,
-                 revision: str | None = None, limit: int | None = None) -> Iterator[dict]:
-    """Common-schema samples of one benchmark split, at most ``limit``.
+                 revision: str | None = None, limit: int | None = None, skip: int = 0) -> Iterator[dict]:
+    """Common-schema samples of one benchmark split, at most ``limit``, without the first ``skip``
+    (counted within the limit; skipped rows are not converted).
 
     ``data_files`` (a path, list or ``{split: path}``; GQA: ``{"instructions": ..., "images": ...}``)
     reads local Parquet through ``load_dataset("parquet", ...)``; otherwise ``hf_id``/``config``/
@@ -54,7 +55,8 @@ def iter_samples(benchmark: str | Benchmark, *, hf_id: str | None = None, config
     for n, (index, row) in enumerate(rows):
         if limit is not None and n >= limit:
             return
-        yield card.to_sample(row, index)
+        if n >= skip:
+            yield card.to_sample(row, index)
 
 
 def fixture_data_files(name: str) -> dict[str, str]:

@@ -97,6 +97,11 @@ def new_cache(model):
         return DynamicCache()
 
 
+def select_cache_rows(cache, index: torch.Tensor) -> None:
+    """Keep only batch rows ``index`` of a KV cache, in place, in every layer."""
+    cache.batch_select_indices(index)
+
+
 def attention_geometry(attn: torch.nn.Module) -> tuple[int, int, float]:
     """(num_heads, head_dim, softmax scale) of a CLIP/SigLIP-style attention module."""
     num_heads = getattr(attn, "num_heads", None) or attn.config.num_attention_heads

@@ -51,6 +51,8 @@ def _mask4d(key_mask: torch.Tensor, queries: int) -> torch.Tensor:
 class FastVRunner:
     """``generation.greedy`` runner; ``spans[b] = (image_start, n_image, R)`` in sample b's unpadded ids."""
 
+    row_state = ("full_mask", "reduced_mask")  # per-row tensors kept in step with the cache when rows finish
+
     def __init__(self, model, spans: list[tuple[int, int, int]], K: int = 2):
         self.layers = compat.decoder_layers(model)
         if not 1 <= K < len(self.layers):

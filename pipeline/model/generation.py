@@ -1,4 +1,11 @@
-"""Greedy decoding of a left-padded batch of input embeddings through the LLaVA language model."""
+"""Greedy decoding of a left-padded batch of input embeddings through the LLaVA language model.
+
+Finished rows leave the batch: once a row has emitted EOS, the runner keeps only the rows still
+decoding (``select_rows``: every per-row tensor — the KV cache rows of each layer, the attention
+masks, the next positions — index-selected on the batch dimension), so one long answer costs one
+row's steps, not the whole batch's. A runner that declares no ``row_state`` keeps every row to the
+end (finished rows then emit ``pad_id``); the tokens are the same either way.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -20,8 +27,18 @@ class Generated:
     decode_ms: float
 
 
+def select_rows(runner, index: torch.Tensor) -> None:
+    """Keep only batch rows ``index`` (1-D long) of ``runner``: its KV cache rows in every layer and
+    each tensor named in its ``row_state`` (batch-first)."""
+    compat.select_cache_rows(runner.cache, index)
+    for name in runner.row_state:
+        setattr(runner, name, getattr(runner, name)[index])
+
+
 class PlainRunner:
     """Stock path: the decoder stack with one KV cache, mask grown by one column per step."""
+
+    row_state = ("mask",)
 
     def __init__(self, model):
         self.lm, self.head = compat.language_model(model), compat.lm_head(model)
@@ -51,25 +68,34 @@ def greedy(model, embeds, mask, positions, max_new_tokens: int, eos_id: int, pad
 
     Each sample stops at its own EOS (later steps emit ``pad_id``); the loop ends when all samples
     stopped or after ``max_new_tokens``. ``runner`` (default ``PlainRunner``) owns the forward
-    passes and the cache; FastV passes its own.
+    passes and the cache; FastV passes its own. Rows that stopped leave the batch when the runner
+    declares its ``row_state`` (see ``select_rows``).
     """
     runner = runner or PlainRunner(model)
+    compact = getattr(runner, "row_state", None) is not None
     embed = compat.input_embeddings(model)
     start = now_ms(embeds.device)
     logits = runner.prefill(embeds, mask, positions)
     first_logits = logits
     prefill_done = now_ms(embeds.device)
-    finished = torch.zeros(embeds.shape[0], dtype=torch.bool, device=embeds.device)
+    batch = embeds.shape[0]
+    rows = torch.arange(batch, device=embeds.device)  # the batch row of each row still in the runner
+    finished = torch.zeros(batch, dtype=torch.bool, device=embeds.device)
     next_pos = positions[:, -1:] + 1  # (B, 1)
-    tokens = []
+    tokens = torch.full((batch, max_new_tokens), pad_id, dtype=torch.long, device=embeds.device)
+    steps = 0
     for step in range(max_new_tokens):
         token = logits.argmax(-1)
         token = torch.where(finished, torch.full_like(token, pad_id), token)
-        tokens.append(token)
+        tokens[rows, step] = token
+        steps = step + 1
         finished |= token == eos_id
         if bool(finished.all()) or step == max_new_tokens - 1:
             break
+        if compact and bool(finished.any()):
+            index = (~finished).nonzero().squeeze(1)
+            select_rows(runner, index)
+            rows, token, next_pos, finished = rows[index], token[index], next_pos[index], finished[index]
         logits = runner.step(embed(token)[:, None], next_pos)
         next_pos = next_pos + 1
-    tokens = torch.stack(tokens, dim=1)
-    return Generated(tokens, first_logits, prefill_done - start, now_ms(embeds.device) - prefill_done)
+    return Generated(tokens[:, :steps], first_logits, prefill_done - start, now_ms(embeds.device) - prefill_done)

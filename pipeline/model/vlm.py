@@ -20,7 +20,7 @@ import torch
 from icctp.budget import scaled_budget
 from icctp.nouns import centers_from_groups
 from pipeline.methods import Method, get_method
-from pipeline.model import compat, families, fastv, steps
+from pipeline.model import batching, compat, families, fastv, steps
 from pipeline.model.inputs import Memo, PreparedBatch, PreparedSample, Preprocessor
 from pipeline.model.timing import now_ms
 from pipeline.stages.schema import STEP_TIMINGS
@@ -80,8 +80,12 @@ class VLM:
 
     @torch.no_grad()
     def answer(self, prepared: PreparedBatch, method: str = "icctp", budget: int = 64,
-               max_new_tokens: int = 16, **method_kwargs) -> list[dict]:
+               max_new_tokens: int = 16, max_batch_tokens: int | None = None, **method_kwargs) -> list[dict]:
         """Run encode → select → assemble → generate on a prepared batch.
+
+        ``max_batch_tokens``: assemble and generate in chunks of rows whose left-padded prompt
+        (text + kept visual tokens) fits this many tokens (``batching.token_chunks``); None: the
+        whole batch at once. Vision and selection always run on the whole batch.
 
         Returns one dict per sample, in order: prediction, n_visual, n_kept, n_text, kept_indices,
         kept_clusters, noun_phrases, center_source, error, timings {vision_ms, select_ms, prefill_ms,
@@ -119,23 +123,31 @@ class VLM:
         select_done = now_ms(dev)
         timings["select_ms"] = select_done - vision_done
 
-        inputs = steps.assemble(self.model, [row.text_ids for row in rows], [row.image_pos for row in rows],
-                                visuals, kept)
-        runner = None
-        if spec.in_llm:
-            spans = [(row.image_pos, v.n_visual, scaled_budget(budget, v.n_visual))
-                     for row, v in zip(rows, visuals)]
-            runner = fastv.FastVRunner(self.model, spans, **method_kwargs)
-        assembly_ms = now_ms(dev) - select_done
-        result = steps.generate(self.model, inputs, max_new_tokens, self.eos_id, self.pad_id, runner=runner)
-        timings["prefill_ms"], timings["decode_ms"] = assembly_ms + result.prefill_ms, result.decode_ms
-        if runner is not None:
-            kept = [steps.Kept(indices) for indices in runner.kept]
+        tokens: list[torch.Tensor | None] = [None] * len(rows)
+        timings["prefill_ms"] = timings["decode_ms"] = 0.0
+        lengths = [row.n_text + keep.n_kept for row, keep in zip(rows, kept)]
+        for chunk in batching.token_chunks(lengths, max_batch_tokens):
+            chunk_start = now_ms(dev)
+            inputs = steps.assemble(self.model, [rows[i].text_ids for i in chunk], [rows[i].image_pos for i in chunk],
+                                    [visuals[i] for i in chunk], [kept[i] for i in chunk])
+            runner = None
+            if spec.in_llm:
+                spans = [(rows[i].image_pos, visuals[i].n_visual, scaled_budget(budget, visuals[i].n_visual))
+                         for i in chunk]
+                runner = fastv.FastVRunner(self.model, spans, **method_kwargs)
+            assembly_ms = now_ms(dev) - chunk_start
+            result = steps.generate(self.model, inputs, max_new_tokens, self.eos_id, self.pad_id, runner=runner)
+            timings["prefill_ms"] += assembly_ms + result.prefill_ms
+            timings["decode_ms"] += result.decode_ms
+            for j, i in enumerate(chunk):
+                tokens[i] = result.tokens[j]
+                if runner is not None:
+                    kept[i] = steps.Kept(runner.kept[j])
 
         share = {name: value / len(rows) for name, value in timings.items()}
-        for slot, visual, keep, tokens in zip(live, visuals, kept, result.tokens, strict=True):
+        for slot, visual, keep, ids in zip(live, visuals, kept, tokens, strict=True):
             outs[slot].update(
-                prediction=self._decode(tokens),
+                prediction=self._decode(ids),
                 n_visual=visual.n_visual if visual.n_source is None else visual.n_source,
                 n_kept=keep.n_kept,
                 kept_indices=None if visual.n_source is not None else [int(i) for i in keep.indices],
@@ -192,7 +204,9 @@ def _empty(sample: PreparedSample, with_centers: bool, error: str | None) -> dic
 def load_vlm(path_or_hub_id, device="cpu", dtype=None) -> VLM:
     """Load a LLaVA-1.5 or LLaVA-NeXT checkpoint (picked from its config) with its processor.
 
-    Safetensors weights only, no remote code; ``dtype``: see ``resolve_dtype``.
+    Safetensors weights only, no remote code; ``dtype``: see ``resolve_dtype``. The model is
+    built on the meta device and each tensor is read from the checkpoint straight onto ``device``
+    in ``dtype`` (``device_map``), so a GPU actor never holds a host copy of the weights.
     """
     import transformers
     from transformers import AutoConfig, AutoProcessor
@@ -206,8 +220,8 @@ def load_vlm(path_or_hub_id, device="cpu", dtype=None) -> VLM:
     device = torch.device(device)
     model = getattr(transformers, family.MODEL_CLASS).from_pretrained(
         path, dtype=resolve_dtype(dtype, device.type), use_safetensors=True, trust_remote_code=False,
-        attn_implementation="sdpa",
-    ).to(device)
+        attn_implementation="sdpa", device_map={"": device},
+    )
     processor = AutoProcessor.from_pretrained(path, trust_remote_code=False)
     return VLM(model, processor)
 

@@ -4,8 +4,11 @@ Rows stream from ``pipeline.benchmarks.iter_samples`` (HF ``datasets``, streamin
 splits), so the driver holds one shard at a time, never the split. A shard closes only between
 two images, so all questions of an image land in the same shard, next to each other; the model
 stage then encodes an image once per batch it appears in (usually one).
-Shards are written atomically (temp file + rename); ``_SUCCESS.json`` marks a complete
-benchmark, and a rerun reuses it as is.
+Shards are written atomically (temp file + rename) as they fill; ``_SUCCESS.json`` marks a
+complete benchmark, and a rerun reuses it as is. An unfinished benchmark resumes: ``_PREPARE.json``
+records what its shards are cut from (source, limit, shard size), and a rerun with the same record
+keeps the shards already written (each readable, numbered from 0 without a gap), skips their rows
+in the source and writes the rest; with another record, or none, it starts over.
 """
 from __future__ import annotations
 
@@ -24,6 +27,8 @@ from pipeline.manifest import FIXTURE_PREFIX, BenchmarkSource
 from pipeline.stages.schema import INPUT_SCHEMA
 
 SUCCESS = "_SUCCESS.json"
+PLAN = "_PREPARE.json"
+DIGEST_FIELDS = ("sample_id", "question", "prompt", "targets")
 
 
 def resolve_data_files(data_files: str | dict[str, str] | None) -> str | dict[str, str] | None:
@@ -51,21 +56,34 @@ def write_json_atomic(record: dict, path: Path) -> None:
 def prepare_benchmark(
     name: str, source: BenchmarkSource, out_dir: Path, shard_rows: int, limit: int | None = None
 ) -> dict:
-    """Write ``out_dir/shard-*.parquet`` for manifest entry ``name``; return its ``_SUCCESS.json`` record."""
+    """Write ``out_dir/shard-*.parquet`` for manifest entry ``name``; return its ``_SUCCESS.json`` record.
+
+    The fingerprint is the sha256 of the shards' own sha256 digests, in order; a shard's digest
+    covers its rows' ``DIGEST_FIELDS`` and image bytes.
+    """
     marker = out_dir / SUCCESS
     if marker.exists():
         return json.loads(marker.read_text())
-    shutil.rmtree(out_dir, ignore_errors=True)
-    out_dir.mkdir(parents=True)
-    digest = hashlib.sha256()
-    rows: list[dict] = []
-    n_rows = n_shards = 0
+    plan = {"source": source.model_dump(mode="json", exclude_none=True), "limit": limit, "shard_rows": shard_rows}
+    shards = _finished_shards(out_dir, plan)
+    if shards is None:
+        shutil.rmtree(out_dir, ignore_errors=True)
+        out_dir.mkdir(parents=True)
+        shards = []
+        write_json_atomic({**plan, "shards": shards}, out_dir / PLAN)
     seen: set[str] = set()
+    for i in range(len(shards)):
+        seen.update(pq.read_table(out_dir / f"shard-{i:05d}.parquet", columns=["sample_id"])["sample_id"].to_pylist())
+    resumed = len(seen)
+    rows: list[dict] = []
 
     def flush() -> None:
-        nonlocal n_shards
-        write_atomic(pa.Table.from_pylist(rows, schema=INPUT_SCHEMA), out_dir / f"shard-{n_shards:05d}.parquet")
-        n_shards += 1
+        digest = hashlib.sha256()
+        for row in rows:
+            _digest(digest, row)
+        write_atomic(pa.Table.from_pylist(rows, schema=INPUT_SCHEMA), out_dir / f"shard-{len(shards):05d}.parquet")
+        shards.append({"rows": len(rows), "digest": digest.hexdigest()})
+        write_json_atomic({**plan, "shards": shards}, out_dir / PLAN)
         rows.clear()
 
     samples = iter_samples(
@@ -77,11 +95,15 @@ def prepare_benchmark(
         streaming=source.streaming,
         revision=source.revision,
         limit=limit,
+        skip=resumed,
     )
     for sample in samples:
         sid = str(sample["sample_id"])
         if sid in seen:
-            raise ValueError(f"benchmark {name!r}: duplicate sample_id {sid!r} in the source data")
+            raise ValueError(f"benchmark {name!r}: duplicate sample_id {sid!r} "
+                             + (f"(in the source data, or the source changed since the {resumed} rows kept in "
+                                f"{out_dir} were written: delete them to start over)" if resumed else
+                                "in the source data"))
         seen.add(sid)
         if rows and len(rows) >= shard_rows and sample["image_id"] != rows[-1]["image_id"]:
             flush()
@@ -89,19 +111,47 @@ def prepare_benchmark(
         row["benchmark"] = name
         row["sample_id"] = sid
         rows.append(row)
-        n_rows += 1
-        for key in ("sample_id", "question", "prompt", "targets"):
-            digest.update(str(row[key]).encode() + b"\x1f")
-        digest.update(hashlib.sha256(row["image"] or b"").digest())
     if rows:
         flush()
     record = {
         "benchmark": name,
         "source": source.model_dump(exclude_none=True),
-        "n_rows": n_rows,
-        "n_shards": n_shards,
-        "fingerprint": digest.hexdigest(),
+        "n_rows": sum(s["rows"] for s in shards),
+        "n_shards": len(shards),
+        "fingerprint": hashlib.sha256("".join(s["digest"] for s in shards).encode()).hexdigest(),
         "limit": limit,
     }
     write_json_atomic(record, marker)
     return record
+
+
+def _digest(digest, row: dict) -> None:
+    """Add one input row to a shard's digest (its text fields and its image's hash)."""
+    for key in DIGEST_FIELDS:
+        digest.update(str(row[key]).encode() + b"\x1f")
+    digest.update(hashlib.sha256(row["image"] or b"").digest())
+
+
+def _finished_shards(out_dir: Path, plan: dict) -> list[dict] | None:
+    """The shard records (rows, digest) of the shards an unfinished preparation of ``plan`` left in
+    ``out_dir`` and a rerun keeps: those its ``_PREPARE.json`` lists, from ``shard-00000`` up to the
+    first missing or unreadable one; other shard files are deleted. None when ``out_dir`` holds no
+    preparation of the same plan."""
+    try:
+        record = json.loads((out_dir / PLAN).read_text())
+    except (OSError, ValueError):
+        return None
+    if {k: v for k, v in record.items() if k != "shards"} != plan:
+        return None
+    kept = []
+    for i, shard in enumerate(record.get("shards", [])):
+        try:
+            if pq.read_metadata(out_dir / f"shard-{i:05d}.parquet").num_rows != shard["rows"]:
+                break
+        except (OSError, ValueError, pa.ArrowException):
+            break
+        kept.append(shard)
+    for path in sorted(out_dir.glob("shard-*.parquet"))[len(kept):]:
+        path.unlink()
+    write_json_atomic({**plan, "shards": kept}, out_dir / PLAN)
+    return kept

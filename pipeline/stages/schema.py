@@ -4,6 +4,8 @@ from __future__ import annotations
 import polars as pl
 import pyarrow as pa
 
+# Model-stage output column (not written): out-of-memory splits of the batch, counted on its first row.
+OOM_SPLITS = "oom_splits"
 STEP_TIMINGS = ("vision_ms", "select_ms", "prefill_ms", "decode_ms")  # the model's four steps, per row, ms
 TIMING_COLUMNS = (*STEP_TIMINGS, "other_ms")  # plus the model actor's time outside them, per row, ms
 # Noun phrases as character spans into the question (``icctp.nouns.Phrase``), written by the nouns stage.

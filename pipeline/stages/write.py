@@ -3,7 +3,8 @@
 Each (benchmark, variant, budget) group of a block becomes one file, written atomically (temp
 file + rename) under a name derived from its content (the sorted sample ids), so a retried
 task rewrites the same file instead of adding a duplicate, and a killed run leaves only
-complete files behind (plus temp files that ``resume.remove_temp_files`` deletes).
+complete files behind (plus temp files that ``resume.remove_temp_files`` deletes). The model
+stage's ``oom_splits`` column is not written: its sum goes to the block's first summary row.
 """
 from __future__ import annotations
 
@@ -14,10 +15,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline.stages.prepare import write_atomic
+from pipeline.stages.schema import OOM_SPLITS
 
 SUMMARY_SCHEMA = pa.schema(
     [("benchmark", pa.string()), ("variant", pa.string()), ("budget", pa.int32()),
-     ("n", pa.int64()), ("n_errors", pa.int64()), ("path", pa.string())]
+     ("n", pa.int64()), ("n_errors", pa.int64()), ("path", pa.string()), (OOM_SPLITS, pa.int64())]
 )
 
 
@@ -33,6 +35,10 @@ class WriteStage:
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         summary = []
+        splits = 0
+        if OOM_SPLITS in batch.column_names:
+            splits = pc.sum(batch[OOM_SPLITS]).as_py() or 0
+            batch = batch.drop_columns([OOM_SPLITS])
         keys = batch.select(["benchmark", "variant", "budget"]).to_pylist()
         for key in sorted({tuple(k.values()) for k in keys}):
             benchmark, variant, budget = key
@@ -47,5 +53,6 @@ class WriteStage:
             out.mkdir(parents=True, exist_ok=True)
             write_atomic(part, out / name)
             summary.append({"benchmark": benchmark, "variant": variant, "budget": budget, "n": part.num_rows,
-                            "n_errors": part.num_rows - part["error"].null_count, "path": str(out / name)})
+                            "n_errors": part.num_rows - part["error"].null_count, "path": str(out / name),
+                            OOM_SPLITS: 0 if summary else splits})
         return pa.Table.from_pylist(summary, schema=SUMMARY_SCHEMA)
