@@ -15,6 +15,7 @@ from pipeline.report.evidence import coverage_table
 from pipeline.report.headline import point_scale, run_cards
 from pipeline.report.heatmap import heatmaps_for_run
 from pipeline.report.intervals import with_intervals
+from pipeline.report.paper import PaperComparison, compare_with_paper, layout
 from pipeline.report.runs import (
     PEAK_MEMORY_COLUMN,
     check_run_dir,
@@ -93,6 +94,23 @@ def efficiency_section(table: pl.DataFrame, note: str | None, n_new: int, other:
     return lines + [to_markdown(table.select(cols), digits), ""]
 
 
+def paper_section(comp: PaperComparison, figure: str | None = None) -> list[str]:
+    """"Versus the paper": the matching paper table in its own layout with this run's values beside
+    the paper's, the notes on what is not comparable, and the ours-vs-paper plot (``figure``: its
+    link)."""
+    lines = ["## Versus the paper", "",
+             f"Table {comp.table} of the ICCTP paper ({comp.model}). Each cell: this run / the paper (this run - "
+             "paper), in points (MME in MME points); Acc.: mean headline over the table's benchmarks (MME "
+             "perception / 20); retention: Acc. as % of the unpruned model's. `not run`: the paper has the cell, "
+             "this run has no value for it.", "",
+             to_markdown(layout(comp)), ""]
+    if comp.notes:
+        lines += ["Notes:", ""] + [f"{i}. {note}" for i, note in enumerate(comp.notes, 1)] + [""]
+    if figure:
+        lines += [f"![ours_vs_paper]({figure})", ""]
+    return lines
+
+
 @dataclass
 class RunTables:
     """Everything a report or a comparison shows of one run."""
@@ -108,6 +126,7 @@ class RunTables:
     flops_note: str | None
     n_new: int
     other_share: float | None  # % of the model actor's time outside its four steps
+    paper: PaperComparison | None  # the run beside the matching paper table; None when none matches
 
 
 def load_tables(run_dir: Path, flops_fn: FlopsFn | None = None) -> RunTables:
@@ -124,8 +143,9 @@ def load_tables(run_dir: Path, flops_fn: FlopsFn | None = None) -> RunTables:
     if predictions is not None:
         table, note = efficiency_table(predictions, agg, resolve_flops_model(info), n_new, flops_fn)
         other = other_share(predictions)
+    paper = compare_with_paper(head, info, cards) if head is not None else None
     return RunTables(run_dir, str(info.get("run_id", run_dir.name)), info, metrics, cards, head, agg,
-                     table, note, n_new, other)
+                     table, note, n_new, other, paper)
 
 
 def run_plots(tables: RunTables, out_dir: Path, accuracy: bool = True) -> list[Path]:
@@ -178,6 +198,12 @@ def write_report(run_dir: Path, *, heatmaps: int = 0, heatmap_variant: str | Non
             table = benchmark_table(t.metrics, t.head, bench, t.cards.get(bench))
             lines += [f"### {bench} (headline: {metric})", "", to_markdown(table, {"retention": 1}, 2), ""]
         lines += interval_section(t.head, t.cards)
+    if t.paper is not None:
+        scatter = None
+        if t.paper.differences().height:
+            scatter = plots.ours_vs_paper(t.paper.cells, run_dir / "plots" / "ours_vs_paper.png",
+                                          f"This run vs the paper's Table {t.paper.table} ({t.paper.model})")
+        lines += paper_section(t.paper, scatter.relative_to(run_dir).as_posix() if scatter else None)
     coverage = coverage_table(scan_predictions(run_dir))
     if coverage is not None:
         lines += coverage_section(coverage)
