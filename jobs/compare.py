@@ -18,7 +18,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.report.compare import verdict, write_comparison  # noqa: E402
+from pipeline.report.content import Report  # noqa: E402
 from pipeline.report.paper import summary  # noqa: E402
+from pipeline.report.render_md import render_markdown  # noqa: E402
 from pipeline.report.runs import read_run_info  # noqa: E402
 from pipeline.report.tolerances import load_tolerances, run_tolerances  # noqa: E402
 from pipeline.report.writer import load_tables, paper_section  # noqa: E402
@@ -53,8 +55,8 @@ def compare_with_paper(run: Path) -> int:
         print(f"error: {run}: no paper table matches the run's model and budgets "
               "(Tables 1-3: LLaVA-1.5-7B, LLaVA-NeXT-7B, LLaVA-1.5-13B)", file=sys.stderr)
         return 2
-    print("\n".join(paper_section(tables.paper)).rstrip())
-    print()
+    section = paper_section(tables.paper)
+    print(render_markdown(Report(f"{tables.label} versus the paper", [], [section], tables.run_dir)))
     print(summary(tables.paper))
     return 0
 

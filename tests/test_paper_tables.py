@@ -248,7 +248,7 @@ def test_compare_job_prints_the_comparison(tmp_path, capsys):
     run = table_run(tmp_path, 3)
     assert job.main([str(run), "--paper"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[0] == "## Versus the paper"
+    assert out[0] == "# table3 versus the paper" and "## Versus the paper" in out
     assert out[-1].startswith("versus Table 3 (LLaVA-1.5-13B): mean |ours - paper| in points (MME / 20): full ")
     assert "| **58 tokens (-90%)** |" in "\n".join(out)
     toy = write_synthetic_run(tmp_path / "toy", benchmarks=("vqav2",), methods=("full", "icctp"),
