@@ -100,9 +100,9 @@ def run_nightly(manifest: Path, runs_root: Path, *, baseline: Path | None = None
 
 
 def finish_night(runs_root: Path, run_dir: Path, base: Path | None, tol: Tolerances,
-                 with_plots: bool = True) -> NightlyResult:
+                 with_plots: bool = True, trend: bool = True) -> NightlyResult:
     """After the evaluation of ``run_dir``: compare it with ``base`` (none: the first night, green),
-    move the pointer when green, record the verdict and rebuild the trend page."""
+    move the pointer when green, record the verdict and (``trend``) rebuild the trend page."""
     problems = []
     if base is None:
         set_latest_good(runs_root, run_dir)
@@ -113,14 +113,15 @@ def finish_night(runs_root: Path, run_dir: Path, base: Path | None, tol: Toleran
         result = NightlyResult(1 if problems else 0, run_dir, base, verdict(comparisons))
         if not problems:
             set_latest_good(runs_root, run_dir)
-    record_night(runs_root, result, problems)
+    record_night(runs_root, result, problems, trend)
     return result
 
 
-def record_night(runs_root: Path, result: NightlyResult, problems: list[str]) -> None:
-    """Write the night's verdict to ``RUN/nightly.json`` and rebuild ``RUNS/index.html``."""
+def record_night(runs_root: Path, result: NightlyResult, problems: list[str], trend: bool = True) -> None:
+    """Write the night's verdict to ``RUN/nightly.json`` and (``trend``) rebuild ``RUNS/index.html``."""
     Path(result.run_dir).mkdir(parents=True, exist_ok=True)
     record = {"exit_code": result.exit_code, "verdict": result.verdict, "problems": problems,
               "baseline": None if result.baseline is None else Path(result.baseline).name}
     (Path(result.run_dir) / RECORD).write_text(json.dumps(record, indent=1) + "\n")
-    write_trend_page(runs_root)
+    if trend:
+        write_trend_page(runs_root)
