@@ -4,8 +4,9 @@
     python jobs/nightly.py --manifest manifests/nightly.yaml --runs /data/nightly -- --limit 8
 
 Runs jobs/eval_all.py over budgets 576/192/128/64/32 into RUNS/nightly-<UTC time>, compares it
-with --baseline (default: RUNS/latest-good), writes compare.md there, and moves RUNS/latest-good
-to the new run only when green. Arguments after `--` go to eval_all.py.
+with --baseline (default: RUNS/latest-good), writes compare.md there, moves RUNS/latest-good
+to the new run only when green, and rebuilds the trend page RUNS/index.html. Arguments after `--`
+go to eval_all.py.
 Exit 0: green; 1: regression; 2: the evaluation failed or bad input.
 """
 from __future__ import annotations

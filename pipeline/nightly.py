@@ -3,14 +3,16 @@
 
 Layout under the runs root (default ``runs/nightly``)::
 
-    nightly-YYYYmmdd-HHMMSS/     one run directory per night (with compare/ inside)
+    nightly-YYYYmmdd-HHMMSS/     one run directory per night (with compare/ and nightly.json inside)
     latest-good -> nightly-...   symlink to the last run that passed, replaced atomically
+    index.html                   the trend page (pipeline.report.trend), rebuilt after every night
 
 Exit codes: 0 green (pointer moved), 1 regression (pointer kept), 2 the evaluation failed.
 """
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import subprocess
 import sys
@@ -21,6 +23,7 @@ import yaml
 
 from pipeline.report.compare import verdict, write_comparison
 from pipeline.report.tolerances import Tolerances, load_tolerances
+from pipeline.report.trend import RECORD, write_trend_page
 
 ROOT = Path(__file__).resolve().parents[1]
 EVAL_ALL = ROOT / "jobs" / "eval_all.py"
@@ -90,13 +93,35 @@ def run_nightly(manifest: Path, runs_root: Path, *, baseline: Path | None = None
     base = Path(baseline) if baseline is not None else latest_good(runs_root)
     proc = subprocess.run(eval_command(manifest, budgets, run_dir, extra_args, eval_script))
     if proc.returncode != 0:
-        return NightlyResult(2, run_dir, base, f"FAILED: the evaluation exited with {proc.returncode}")
+        result = NightlyResult(2, run_dir, base, f"FAILED: the evaluation exited with {proc.returncode}")
+        record_night(runs_root, result, [result.verdict])
+        return result
+    return finish_night(runs_root, run_dir, base, tol, with_plots=with_plots)
+
+
+def finish_night(runs_root: Path, run_dir: Path, base: Path | None, tol: Tolerances,
+                 with_plots: bool = True, trend: bool = True) -> NightlyResult:
+    """After the evaluation of ``run_dir``: compare it with ``base`` (none: the first night, green),
+    move the pointer when green, record the verdict and (``trend``) rebuild the trend page."""
+    problems = []
     if base is None:
         set_latest_good(runs_root, run_dir)
-        return NightlyResult(0, run_dir, None, "OK: first good run (no baseline to compare with)")
-    comparisons, _ = write_comparison([base, run_dir], tol, run_dir / "compare", with_plots=with_plots)
-    line = verdict(comparisons)
-    if any(c.regressed for c in comparisons):
-        return NightlyResult(1, run_dir, base, line)
-    set_latest_good(runs_root, run_dir)
-    return NightlyResult(0, run_dir, base, line)
+        result = NightlyResult(0, run_dir, None, "OK: first good run (no baseline to compare with)")
+    else:
+        comparisons, _ = write_comparison([base, run_dir], tol, run_dir / "compare", with_plots=with_plots)
+        problems = [p for c in comparisons for p in c.problems]
+        result = NightlyResult(1 if problems else 0, run_dir, base, verdict(comparisons))
+        if not problems:
+            set_latest_good(runs_root, run_dir)
+    record_night(runs_root, result, problems, trend)
+    return result
+
+
+def record_night(runs_root: Path, result: NightlyResult, problems: list[str], trend: bool = True) -> None:
+    """Write the night's verdict to ``RUN/nightly.json`` and (``trend``) rebuild ``RUNS/index.html``."""
+    Path(result.run_dir).mkdir(parents=True, exist_ok=True)
+    record = {"exit_code": result.exit_code, "verdict": result.verdict, "problems": problems,
+              "baseline": None if result.baseline is None else Path(result.baseline).name}
+    (Path(result.run_dir) / RECORD).write_text(json.dumps(record, indent=1) + "\n")
+    if trend:
+        write_trend_page(runs_root)

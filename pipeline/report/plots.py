@@ -148,3 +148,39 @@ def latency_vs_budget(efficiency: pl.DataFrame, path: Path) -> Path | None:
     fig.suptitle("Measured latency vs visual-token budget")
     fig.tight_layout()
     return save(fig, path)
+
+
+def ours_vs_paper(cells: pl.DataFrame, path: Path, title: str) -> Path:
+    """Our value vs the paper's per benchmark cell (:class:`pipeline.report.paper.PaperComparison`
+    ``cells`` with both values, on the Acc. scale: MME perception / 2000 x 100), the diagonal
+    y = x, one colour per paper method, one marker per budget."""
+    pts = cells.filter(pl.col("ours_pct").is_not_null() & (pl.col("benchmark") != "Acc."))
+    if pts.is_empty():
+        raise ValueError("ours_vs_paper: no cell has both values")
+    cmap = plt.get_cmap("tab10")
+    methods = pts["paper_method"].unique(maintain_order=True).to_list()
+    budgets = sorted(pts["budget"].unique().to_list(), reverse=True)
+    markers = dict(zip(budgets, "osD^v<>p"))
+    use_cjk_font()
+    fig, ax = plt.subplots(figsize=(6, 5.5))
+    low = min(pts["paper_pct"].min(), pts["ours_pct"].min())
+    high = max(pts["paper_pct"].max(), pts["ours_pct"].max())
+    pad = (high - low) * 0.05 + 0.5
+    ax.plot([low - pad, high + pad], [low - pad, high + pad], color="grey", linewidth=1.0, linestyle="--",
+            label="ours = paper")
+    for i, method in enumerate(methods):
+        for budget in budgets:
+            sel = pts.filter((pl.col("paper_method") == method) & (pl.col("budget") == budget))
+            if sel.height:
+                ax.scatter(sel["paper_pct"], sel["ours_pct"], color=cmap(i % 10), marker=markers[budget],
+                           label=f"{method} @{budget}", s=28)
+    ax.set_xlim(low - pad, high + pad)
+    ax.set_ylim(low - pad, high + pad)
+    ax.set_aspect("equal")
+    ax.set_xlabel("paper (%, MME perception / 20)")
+    ax.set_ylabel("this run (%, MME perception / 20)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2, loc="upper left")
+    fig.tight_layout()
+    return save(fig, path)
