@@ -51,10 +51,12 @@ def estimate(values: np.ndarray, idx: np.ndarray, over: np.ndarray | None = None
     values = np.asarray(values, float)
     if over is None:
         point, boots = values.mean(), values[idx].mean(1)
-    else:
+    else:  # a resample where the class never occurs has no ratio: it is left out
         over = np.asarray(over, float)
-        point, boots = values.mean() / over.mean(), values[idx].mean(1) / over[idx].mean(1)
-    low, high = np.percentile(boots, [2.5, 97.5])
+        denominators = over[idx].mean(1)
+        point = values.mean() / over.mean()
+        boots = np.divide(values[idx].mean(1), denominators, out=np.full(len(idx), np.nan), where=denominators > 0)
+    low, high = np.nanpercentile(boots, [2.5, 97.5])
     return Estimate(float(point), float(low), float(high))
 
 
