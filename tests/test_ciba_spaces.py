@@ -158,3 +158,26 @@ def test_shared_space_question_alone_equals_in_a_batch(toy_rows):
                                rtol=1e-5, atol=1e-4)
     assert [w["attribution"] for w in alone["words"]] == pytest.approx([w["attribution"] for w in together["words"]],
                                                                         rel=1e-5)
+
+
+def test_clip_space_through_the_stage(toy_rows, tmp_path):
+    from pipeline.attribution.run import space_variants, stage_kwargs
+    from pipeline.manifest import load_manifest
+    from pipeline.run import resolve_model_path
+    from pipeline.stages.attribute import AttributionStage
+
+    text = open("manifests/attribute_toyworld.yaml").read().replace(
+        "spaces: [shared]", "spaces: [shared, clip]\n  clip: {path: \"fixture:clip\", sigma: 1.0}")
+    (tmp_path / "m.yaml").write_text(text)
+    manifest = load_manifest(tmp_path / "m.yaml")
+    model_path = resolve_model_path(manifest.model.path)
+    _, batch, shared_rows = toy_rows
+    stage = AttributionStage(variants=space_variants(manifest), run_id="t", **stage_kwargs(manifest, model_path, "float32"))
+    rows = pl.from_arrow(stage(batch.slice(0, 3)))
+    assert rows.group_by("variant").len().sort("variant").rows() == [("ciba-clip", 3), ("ciba-shared", 3)]
+    clip = rows.filter(pl.col("space") == "clip")
+    assert clip["error"].null_count() == 3 and all(len(a) == 576 for a in clip["image_attribution"])
+    assert all(w["attribution"] is not None for words in clip["words"] for w in words if w["pos"] != "PUNCT")
+    shared = rows.filter(pl.col("space") == "shared")["image_attribution"].to_list()
+    torch.testing.assert_close(torch.tensor(shared), torch.tensor(shared_rows["image_attribution"].to_list()[:3]),
+                               rtol=1e-5, atol=1e-4)

@@ -145,17 +145,18 @@ class AttributionStage:
         out = {}
         for start in range(0, len(todo), self.chunk):
             group = todo[start:start + self.chunk]
-            questions = [rows[i]["question"] for i in group]
-            seeds = [prepared.samples[i].seed for i in group]
             if space.name == "clip":
-                inputs = [prepared.images[prepared.samples[i].image_key].pixel_values for i in group]
-                bad = [i for i in group if visuals[i].n_visual != space.n_patches]
-                if bad:
-                    out.update({i: f"ValueError: the CLIP space's {space.n_patches} patches do not map onto "
-                                   f"{visuals[i].n_visual} visual tokens" for i in bad})
+                bad = {i for i in group if visuals[i].n_visual != space.n_patches}
+                out.update({i: f"ValueError: the CLIP space's {space.n_patches} patches do not map onto "
+                               f"{visuals[i].n_visual} visual tokens" for i in bad})
+                group = [i for i in group if i not in bad]
+                if not group:
                     continue
+                inputs = [prepared.images[prepared.samples[i].image_key].pixel_values for i in group]
             else:
                 inputs = [visuals[i].tokens for i in group]
+            questions = [rows[i]["question"] for i in group]
+            seeds = [prepared.samples[i].seed for i in group]
             try:
                 results = space.attribute(questions, inputs, seeds)
             except ValueError:
