@@ -133,6 +133,47 @@ class Compute(_Strict):
                                    "prediction before the run stops with an error naming it (pipeline.watch)")
 
 
+class SharedSpaceSpec(_Strict):
+    sigma: float | Literal["rms"] = Field("rms", description="noise std; rms: each sample's feature RMS "
+                                          "(LM embeddings are far from unit scale)")
+    temperature: float | None = Field(0.03, gt=0, description="question-to-image attention pooling of the clean "
+                                      "image; null: the plain mean")
+
+
+class ClipSpaceSpec(_Strict):
+    path: str = Field(description="CLIPModel directory or hub id (the LLaVA tower's CLIP), or fixture:clip")
+    image_layer: int | None = Field(None, ge=0, description="0-based vision block whose output is bottlenecked; "
+                                    "default 3/4 of the depth")
+    text_layer: int | None = Field(None, ge=0, description="0-based text block; default 3/4 of the depth")
+    sigma: float | Literal["rms"] = Field(1.0, description="noise std; 1 is the official code's")
+
+
+class AttributionSpec(_Strict):
+    """The attribution job's settings (jobs/attribute.py); bottleneck defaults are the official M2IB ones."""
+
+    spaces: list[Literal["shared", "clip"]] = Field(["shared"], min_length=1)
+    beta_image: float = Field(0.1, ge=0)
+    beta_text: float = Field(0.1, ge=0)
+    alpha0: float = 5.0
+    steps: int = Field(10, ge=1)
+    lr: float = Field(1.0, gt=0)
+    n_noise: int = Field(10, ge=1)
+    shared: SharedSpaceSpec = SharedSpaceSpec()
+    clip: ClipSpaceSpec | None = None
+    control: bool = Field(True, description="also attribute each question with another question's image")
+    chunk: int = Field(16, ge=1, description="questions per bottleneck batch")
+    figures: int = Field(4, ge=0)
+    bootstrap: int = Field(1000, ge=100)
+
+    @model_validator(mode="after")
+    def _clip_needs_a_model(self) -> AttributionSpec:
+        if "clip" in self.spaces and self.clip is None:
+            raise ValueError("spaces includes clip: set attribution.clip.path")
+        if len(set(self.spaces)) != len(self.spaces):
+            raise ValueError(f"spaces repeats a space: {self.spaces}")
+        return self
+
+
 class Manifest(_Strict):
     name: str
     model: ModelSpec
@@ -142,6 +183,7 @@ class Manifest(_Strict):
     generation: Generation = Generation()
     compute: Compute = Compute()
     tolerances: dict[str, Any] = Field(default_factory=dict, description="regression tolerances (jobs/compare.py)")
+    attribution: AttributionSpec | None = Field(None, description="CIBA attribution settings (jobs/attribute.py)")
 
     @field_validator("budgets")
     @classmethod
