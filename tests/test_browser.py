@@ -61,6 +61,7 @@ def open_page(browser, path: Path):
     """A page at ``path`` and the list its problems collect into: console errors, page errors,
     failed requests, and any request that is not for a local file (aborted)."""
     page = browser.new_page(viewport={"width": 1300, "height": 1000})
+    page.set_default_timeout(120_000)  # a loaded CI machine takes long to parse the inlined plotly.js
     problems = []
     page.on("console", lambda m: m.type == "error" and problems.append(f"console error: {m.text}"))
     page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
