@@ -8,7 +8,8 @@ Counting rules (every number is a Python ``int``; one multiply-add = 2 FLOPs):
   Only the layers up to ``vision_feature_layer`` are counted (-2 on LLaVA: 23 of CLIP-L's 24 layers),
   since the features come from the penultimate layer and the last layer need not run (the stock
   transformers forward does run it: +1/23 of the vision count). MLP: 2 matrices (GELU).
-  Pruning does not change the vision cost; it is paid once per encoded image, so LLaVA-NeXT pays it
+  Pruning after the tower does not change the vision cost (ToMe, which merges inside it, is counted by
+  ``merged_vision_flops``); it is paid once per encoded image, so LLaVA-NeXT pays it
   ``vision_passes`` times (base image + crops: 5 for a 2x2 grid, the default = the largest grid of
   ``image_grid_pinpoints``).
 - Projector: 2-layer MLP ``vision_hidden -> llm_hidden -> llm_hidden`` on every patch of every

@@ -189,7 +189,7 @@ def run_once(vlm: VLM, batch: tuple[PreparedBatch, list[torch.Tensor]], method: 
     keys = list(dict.fromkeys(s.image_key for s in rows))
     images = [prepared.images[k] for k in keys]
     merging = "merging_encoder" in get_method(method).needs  # ToMe: its own merging tower pass
-    encoded, vision_s = timed(dev, lambda: dict(zip(keys, steps.encode_merged(vlm.model, images, budget) if merging
+    encoded, vision_s = timed(dev, lambda: dict(zip(keys, steps.encode_merged(vlm.model, images, method, budget) if merging
                                                     else steps.encode(vlm.model, images))))
     visuals = [encoded[s.image_key] for s in rows]
     kept, select_s = timed(dev, lambda: steps.select(visuals, method, budget, seeds=[s.seed for s in rows],

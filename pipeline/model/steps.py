@@ -28,7 +28,6 @@ from pipeline.methods import get_method
 from pipeline.model import compat, families, generation
 from pipeline.model.assemble import left_pad, splice
 from pipeline.model.generation import Generated
-from pipeline.model.tome import merged_visual_tokens
 from pipeline.model.vision import TowerStates
 from pipeline.model.visual import ImagePixels, VisualTokens
 
@@ -79,10 +78,10 @@ def encode(model, images: list[ImagePixels]) -> list[VisualTokens]:
     return families.family(model.config).visual_tokens(model, images)
 
 
-def encode_merged(model, images: list[ImagePixels], budget: int) -> list[VisualTokens]:
-    """The vision step of a method that merges inside the tower (``merging_encoder``: ToMe): one
-    merging tower pass per distinct image, ``scaled_budget(budget, n)`` tokens per pass."""
-    return merged_visual_tokens(model, images, budget)
+def encode_merged(model, images: list[ImagePixels], method: str, budget: int) -> list[VisualTokens]:
+    """The vision step of a method that merges inside the tower (``merging_encoder``, e.g. ToMe): its
+    registry function ``fn(model, images, budget)`` runs one merging tower pass per distinct image."""
+    return get_method(method).function()(model, images, budget)
 
 
 def select(visuals: list[VisualTokens], method: str, budget: int, *, seeds: list[int],

@@ -107,7 +107,8 @@ class VLM:
         start = now_ms(dev)
         if "merging_encoder" in spec.needs:  # the method's own tower pass (ToMe), per budget, not cached
             keys = list(dict.fromkeys(row.image_key for row in rows))
-            merged = dict(zip(keys, steps.encode_merged(self.model, [prepared.images[k] for k in keys], budget)))
+            images = [prepared.images[k] for k in keys]
+            merged = dict(zip(keys, steps.encode_merged(self.model, images, method, budget)))
             visuals = [merged[row.image_key] for row in rows]
         else:
             cache = self._vision_cache if self._vision_cache is not None else {}
