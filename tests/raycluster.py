@@ -48,14 +48,17 @@ class LocalCluster:
 
     def alive_nodes(self) -> int:
         """Alive nodes as the autoscaler reports them (``ray status``: one ``1 node_<id>`` line each)."""
-        out = subprocess.run([RAY, "status", f"--address={self.address}"], env=self.env, capture_output=True,
-                             text=True, timeout=60)
+        try:
+            out = subprocess.run([RAY, "status", f"--address={self.address}"], env=self.env, capture_output=True,
+                                 text=True, timeout=60)
+        except subprocess.TimeoutExpired:  # a loaded machine: ask again
+            return 0
         if out.returncode != 0 or "Active:" not in out.stdout:
             return 0
         active = out.stdout.split("Active:", 1)[1].split("Pending:", 1)[0]
         return sum(line.strip().startswith("1 node_") for line in active.splitlines())
 
-    def _wait_nodes(self, n: int, timeout: float = 120) -> None:
+    def _wait_nodes(self, n: int, timeout: float = 300) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.head.poll() is not None:

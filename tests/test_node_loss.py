@@ -46,6 +46,7 @@ def check_every_row_once(out: Path) -> int:
     return preds.height
 
 
+@pytest.mark.timeout(1800)  # three Ray nodes and two jobs: minutes on a shared 2-core machine
 def test_a_lost_worker_node_is_survived_or_reported_and_a_rerun_completes(fixtures_root, tmp_path):
     tmp = short_tmpdir()
     procs: list[subprocess.Popen] = []
