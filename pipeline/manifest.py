@@ -182,7 +182,7 @@ class Manifest(_Strict):
         pruned = [b for b in self.budgets if b < REFERENCE_BUDGET]
         for i, m in enumerate(self.methods):
             pivots = m.params.get("n_pivots")
-            if m.method == "dart" and pivots is not None and pruned and pivots > min(pruned):
+            if m.method == "dart_pre" and pivots is not None and pruned and pivots > min(pruned):
                 raise ValueError(f"methods.{i}.params.n_pivots = {pivots} exceeds the smallest budget "
                                  f"{min(pruned)}; allowed: 1..{min(pruned)}")
         return self

@@ -87,7 +87,7 @@ def test_restrict_from_command_line():
         ("[{method: fastv, params: {K: 1.5}}]", r"fastv\.K = 1\.5 is out of range; allowed: an int in \[1, inf\)"),
         ("[{method: full, params: {alpha: 0.3}}]", r"method 'full' has no option 'alpha'; its options: none"),
         ("[{method: icctp, label: cls}]", r"label 'cls' names another method"),
-        ("[{method: dart, params: {n_pivots: 65}}]", r"n_pivots = 65 exceeds the smallest budget 64"),
+        ("[{method: dart_pre, params: {n_pivots: 65}}]", r"n_pivots = 65 exceeds the smallest budget 64"),
     ],
 )
 def test_bad_method_or_option_is_refused_at_load(tmp_path, methods, needle):
@@ -114,7 +114,7 @@ def test_every_method_option_is_a_real_keyword_of_its_function():
     from pipeline.methods import METHODS
 
     inputs = {"self", "model", "spans", "tokens", "cls_attn", "centers", "center_mask", "budget", "seeds",
-              "return_clusters"}
+              "return_clusters", "n_layers"}
     for name, method in METHODS.items():
         signature = inspect.signature(method.function())
         options = {p: signature.parameters[p].default for p in signature.parameters if p not in inputs}
