@@ -79,7 +79,7 @@ def test_batched_equals_per_sample(vlm, method):
         assert b["error"] is None
         for key in ("prediction", "n_visual", "n_kept", "kept_indices", "kept_clusters", "layer_tokens"):
             assert b[key] == a[key], key
-    assert len({b["n_kept"] for b in batched}) == 6
+    assert len({b["n_kept"] for b in batched}) == (5 if method == "dart" else 6)  # dart keeps 4 + 8k tokens
 
 
 def test_in_llm_all_tokens_equals_full(vlm):

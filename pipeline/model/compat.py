@@ -129,7 +129,12 @@ def norm_eps(norm: torch.nn.Module) -> float:
 
 
 def run_decoder_layer(layer, hidden, mask4d, positions, position_embeddings, cache) -> torch.Tensor:
-    """One decoder layer on (B, q, d) with an explicit (B, 1, q, k) boolean mask; returns (B, q, d)."""
+    """One decoder layer on (B, q, d) with an explicit (B, 1, q, k) boolean mask; returns (B, q, d).
+
+    Eager attention adds its mask to the scores, so there the mask becomes 0 / dtype-min."""
+    if getattr(layer.self_attn.config, "_attn_implementation", None) == "eager":
+        mask4d = torch.zeros(mask4d.shape, dtype=hidden.dtype, device=hidden.device).masked_fill(
+            ~mask4d, torch.finfo(hidden.dtype).min)
     out = layer(hidden, attention_mask=mask4d, position_ids=positions, position_embeddings=position_embeddings,
                 use_cache=True, **cache_kwargs(layer, cache))
     return out[0] if isinstance(out, tuple) else out
