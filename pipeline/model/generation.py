@@ -51,7 +51,7 @@ def greedy(model, embeds, mask, positions, max_new_tokens: int, eos_id: int, pad
 
     Each sample stops at its own EOS (later steps emit ``pad_id``); the loop ends when all samples
     stopped or after ``max_new_tokens``. ``runner`` (default ``PlainRunner``) owns the forward
-    passes and the cache; FastV passes its own.
+    passes and the cache; in-LLM pruning passes ``layer_prune.LayerPruneRunner``.
     """
     runner = runner or PlainRunner(model)
     embed = compat.input_embeddings(model)
