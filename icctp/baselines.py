@@ -3,7 +3,7 @@
 Every method sees the projected visual tokens (B, n, d) and the vision tower's CLS attention (B, n)
 and keeps, per image, exactly `min(budget, n)` tokens (kept indices plus, for visionzip, merged
 tokens); `full` keeps all n. A sample's answer never depends on the other samples in the batch.
-FastV prunes inside the LLM and lives with the model adapter, not here.
+FastV, DART and SparseVLM prune inside the LLM: ``icctp.llm_pruning`` and ``icctp.layer_pruners``.
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from icctp.select import check_selection_inputs, icctp_select
 
-METHODS = ("full", "random", "cls", "visionzip", "dart", "icctp")
+METHODS = ("full", "random", "cls", "visionzip", "dart_pre", "icctp")
 
 
 class Selection(list):
@@ -143,8 +143,11 @@ def select_visionzip(tokens: torch.Tensor, cls_attn: torch.Tensor, budget: int, 
     return Selection(list(dominant.sort(dim=1).values), merged=list(merged.to(tokens.dtype)))
 
 
-def select_dart(tokens: torch.Tensor, cls_attn: torch.Tensor, budget: int, n_pivots: int | None = None) -> Selection:
-    """DART (Wen et al. 2025, "Stop Looking for Important Tokens ... Duplication Matters More").
+def select_dart_pre(tokens: torch.Tensor, cls_attn: torch.Tensor, budget: int,
+                    n_pivots: int | None = None) -> Selection:
+    """A pre-LLM variant of DART (Wen et al. 2025, "Stop Looking for Important Tokens ...
+    Duplication Matters More"); not the published method, which prunes inside the LLM
+    (``icctp.llm_pruning.dart_keep``, method ``dart``).
 
     Pivots: the p tokens with the highest CLS attention (DART ranks by key norms inside the LLM; here
     selection happens before the LLM), p = n_pivots or min(8, max(1, n_a // 8)). Then, pivot by pivot
@@ -176,4 +179,4 @@ def _top_cls(cls_attn: torch.Tensor, k: int) -> torch.Tensor:
     return torch.sort(cls_attn.float(), dim=1, descending=True, stable=True).indices[:, :k]
 
 
-_BY_NAME = {"full": select_full, "cls": select_cls, "visionzip": select_visionzip, "dart": select_dart}
+_BY_NAME = {"full": select_full, "cls": select_cls, "visionzip": select_visionzip, "dart_pre": select_dart_pre}

@@ -23,6 +23,11 @@ Counting rules (every number is a Python ``int``; one multiply-add = 2 FLOPs):
 - Decode: ``n_new - 1`` steps (the first token comes from the prefill); step ``j = 1 .. n_new-1``
   runs one position against a KV cache of ``P + j`` keys (the prompt, earlier tokens and itself),
   plus the LM head on that position.
+- Pruning inside the LLM (FastV, DART, SparseVLM): ``layer_tokens`` gives the visual tokens each
+  decoder layer processes (all of them up to the pruning layer, the kept and merged ones after), so
+  layer ``i`` runs on ``P_i = layer_tokens[i] + n_text`` positions in prefill and attends a KV cache
+  of ``P_i + j`` keys at decode step ``j``. The selection itself (the pruner's attention rows,
+  similarities, clustering) is not counted.
 - Text LLM assumed LLaMA-family (gated MLP, untied LM head of ``vocab × hidden``).
 """
 from __future__ import annotations
@@ -179,13 +184,15 @@ def _check_count(name: str, value: int) -> None:
 
 
 def llava_flops(model: str | Any, n_visual: int, n_text: int, n_new: int, *,
-                vision_passes: int | None = None) -> dict[str, int]:
+                vision_passes: int | None = None, layer_tokens: list[int] | None = None) -> dict[str, int]:
     """FLOPs of answering one sample (see the module docstring for what is counted).
 
     model: ``"llava-1.5-7b"``, ``"llava-1.5-13b"``, ``"llava-next-7b"``, a transformers LLaVA /
     LLaVA-NeXT config or its ``to_dict()`` form. n_visual: visual tokens entering the LLM (after
     pruning); n_text: text tokens of the prompt; n_new: generated tokens. vision_passes: images
-    encoded by the vision tower (default: 1, or base + largest grid for LLaVA-NeXT).
+    encoded by the vision tower (default: 1, or base + largest grid for LLaVA-NeXT). layer_tokens:
+    visual tokens per decoder layer (one int per layer) when the method prunes inside the LLM;
+    default: ``n_visual`` in every layer.
     Returns ``{"vision", "projector", "prefill", "decode", "total"}`` in FLOPs.
     """
     for name, value in (("n_visual", n_visual), ("n_text", n_text), ("n_new", n_new)):
@@ -197,10 +204,16 @@ def llava_flops(model: str | Any, n_visual: int, n_text: int, n_new: int, *,
     if isinstance(passes, bool) or not isinstance(passes, int) or passes < 1:
         raise ValueError(f"vision_passes must be an int >= 1, got {passes!r}")
     text = shape.text
+    if layer_tokens is None:
+        layer_tokens = [n_visual] * text.layers
+    if len(layer_tokens) != text.layers:
+        raise ValueError(f"layer_tokens has {len(layer_tokens)} entries for a {text.layers}-layer language model")
+    for value in layer_tokens:
+        _check_count("layer_tokens[i]", value)
     lm_head = 2 * text.hidden * text.vocab
-    prompt = n_visual + n_text
-    prefill = text.layers * decoder_layer_flops(text, prompt, prompt) + (lm_head if n_new >= 1 else 0)
-    decode = sum(text.layers * decoder_layer_flops(text, 1, prompt + j) + lm_head for j in range(1, n_new))
+    prompts = [tokens + n_text for tokens in layer_tokens]
+    prefill = sum(decoder_layer_flops(text, p, p) for p in prompts) + (lm_head if n_new >= 1 else 0)
+    decode = sum(sum(decoder_layer_flops(text, 1, p + j) for p in prompts) + lm_head for j in range(1, n_new))
     out = {
         "vision": vision_flops(shape.vision, passes),
         "projector": projector_flops(shape, passes),

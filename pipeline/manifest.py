@@ -68,11 +68,20 @@ class MethodSpec(_Strict):
     method: str = Field(description=f"one of {', '.join(METHODS)} (pipeline/methods.py)")
     label: str | None = Field(None, description="the variant's name in outputs; default: the method name")
     params: dict[str, Any] = Field(default_factory=dict, description="the method's options, checked against its registry entry")
+    budgets: list[int] | None = Field(None, description="this method's budgets; default: the manifest's `budgets` "
+                                      "(e.g. the budgets a baseline's paper reports)")
 
     @property
     def name(self) -> str:
         """The variant label (defaults to the method name)."""
         return self.label or self.method
+
+    @field_validator("budgets")
+    @classmethod
+    def _method_budgets_positive(cls, v: list[int] | None) -> list[int] | None:
+        if v is not None and (not v or any(b < 1 for b in v)):
+            raise ValueError(f"budgets must be a non-empty list of integers >= 1, got {v}")
+        return v
 
     @field_validator("label")
     @classmethod
@@ -230,7 +239,7 @@ class Manifest(_Strict):
         pruned = [b for b in self.budgets if b < REFERENCE_BUDGET]
         for i, m in enumerate(self.methods):
             pivots = m.params.get("n_pivots")
-            if m.method == "dart" and pivots is not None and pruned and pivots > min(pruned):
+            if m.method == "dart_pre" and pivots is not None and pruned and pivots > min(pruned):
                 raise ValueError(f"methods.{i}.params.n_pivots = {pivots} exceeds the smallest budget "
                                  f"{min(pruned)}; allowed: 1..{min(pruned)}")
         return self
@@ -239,8 +248,10 @@ class Manifest(_Strict):
                  benchmarks: list[str] | None = None, compute: dict[str, Any] | None = None) -> Manifest:
         """A copy narrowed or overridden from the command line; unknown names are errors."""
         data = self.model_dump()
-        if budgets is not None:
+        if budgets is not None:  # the command line's budgets apply to every method
             data["budgets"] = budgets
+            for m in data["methods"]:
+                m["budgets"] = None
         if methods:
             unknown = sorted(set(methods) - {m.name for m in self.methods})
             if unknown:
@@ -265,7 +276,7 @@ class Manifest(_Strict):
         """The variants to run: ``full`` once at the reference, pruning methods below it."""
         out = []
         for m in self.methods:
-            budgets = [b for b in self.budgets if b < REFERENCE_BUDGET] if METHODS[m.method].prunes \
+            budgets = [b for b in (m.budgets or self.budgets) if b < REFERENCE_BUDGET] if METHODS[m.method].prunes \
                 else [REFERENCE_BUDGET]
             out.extend(Variant(m.name, m.method, b, dict(m.params)) for b in budgets)
         return out

@@ -11,16 +11,18 @@ must compute for the method:
 - ``cls_attention``: the vision tower's CLS→patch attention (B, n);
 - ``noun_centers``: noun-phrase centers of the question in the LLM embedding space (B, K, d);
 - ``seeds``: one seed per sample (drawn from the prompt and the image, independent of the batch);
-- ``llm_attention``: the method prunes inside the LLM from its own attention (FastV), so the
-  visual tokens enter the LLM unpruned;
 - ``tower_states``: the method acts on the vision tower's output before the projector, per tower pass
   (``pipeline.model.vision.TowerStates``: the selected layer's hidden states, keys and per-head CLS
   attention, the last layer's keys and CLS query, all from the one tower pass);
 - ``merging_encoder``: the method runs inside the vision tower (ToMe), which the adapter then runs
-  with merging instead of the stock pass.
+  with merging instead of the stock pass;
+- ``llm_layers``: the method prunes inside the LLM (FastV, DART, SparseVLM): its function is a
+  pruner class of ``icctp.layer_pruners`` (called with the budget and the LLM's layer count), which
+  declares its layers and what it needs there; the visual tokens enter the LLM unpruned.
 
 To add a method: write its function (see docs/extending.md for the signature each kind of method
-has), then add one ``Method`` here. ``cls`` is an alias of ``fastervlm``.
+has), then add one ``Method`` here. ``cls`` is an alias of ``fastervlm``. Functions are named by
+module and attribute and imported on demand, so this module imports nothing from the model adapter.
 """
 from __future__ import annotations
 
@@ -29,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-NEEDS = frozenset({"cls_attention", "noun_centers", "seeds", "llm_attention", "tower_states", "merging_encoder"})
+NEEDS = frozenset({"cls_attention", "noun_centers", "seeds", "tower_states", "merging_encoder", "llm_layers"})
 
 
 @dataclass(frozen=True)
@@ -37,7 +39,8 @@ class Param:
     """One keyword option of a method: its type and the values it may take.
 
     ``low``/``high`` bound numbers (``*_open`` excludes the bound); ``choices`` lists the allowed
-    strings; ``nullable`` allows ``None`` (the function then derives a value).
+    strings; ``nullable`` allows ``None`` (the function then derives a value). ``kind=list``: a
+    non-empty, strictly increasing list of ints, each within ``low``/``high``.
     """
 
     kind: type
@@ -52,6 +55,9 @@ class Param:
         """The allowed values in words, e.g. ``a float in (0, 1)``."""
         if self.kind is bool:
             return "true or false" + (" or null" if self.nullable else "")
+        if self.kind is list:
+            item = Param(int, self.low, self.high).allowed()
+            return f"a non-empty, strictly increasing list, each {item}" + (" or null" if self.nullable else "")
         if self.choices:
             text = "one of " + ", ".join(repr(c) for c in self.choices)
         else:
@@ -69,6 +75,10 @@ class Param:
             return self.nullable
         if self.kind is bool:
             return isinstance(value, bool)
+        if self.kind is list:
+            item = Param(int, self.low, self.high)
+            return (isinstance(value, (list, tuple)) and len(value) > 0 and all(item.accepts(v) for v in value)
+                    and all(a < b for a, b in zip(value, value[1:])))
         if self.choices is not None:
             return value in self.choices
         if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -99,7 +109,7 @@ class Method:
     @property
     def in_llm(self) -> bool:
         """True when the method prunes inside the LLM (visual tokens enter it unpruned)."""
-        return "llm_attention" in self.needs
+        return "llm_layers" in self.needs
 
 
 def _baseline(name: str) -> Callable[[], Callable]:
@@ -120,15 +130,20 @@ def _model(module: str, name: str) -> Callable[[], Callable]:
     return load
 
 
-def _fastv():
-    from pipeline.model.fastv import FastVRunner
+def _pruner(name: str) -> Callable[[], Callable]:
+    def load():
+        from icctp import layer_pruners
 
-    return FastVRunner.__init__
+        return getattr(layer_pruners, name)
+
+    return load
 
 
 _UNIT_OPEN = Param(float, 0.0, 1.0, low_open=True, high_open=True)
 _UNIT = Param(float, 0.0, 1.0)
 _PRUMERGE = {"adaptive": Param(bool), "ratio": Param(float, 0.0, 1.0, low_open=True, nullable=True)}
+_MODE = Param(str, choices=("kept", "equivalent"))
+_IN_LLM = frozenset({"llm_layers"})
 
 METHODS: dict[str, Method] = {
     m.name: m
@@ -144,13 +159,18 @@ METHODS: dict[str, Method] = {
         Method("tome", _model("tome", "merged_visual_tokens"), needs=frozenset({"merging_encoder"})),
         Method("prumerge_plus", _model("tower_methods", "prumerge_plus"), _PRUMERGE, needs=frozenset({"tower_states"})),
         Method("prumerge", _model("tower_methods", "prumerge"), _PRUMERGE, needs=frozenset({"tower_states"})),
-        Method("dart", _baseline("select_dart"), {"n_pivots": Param(int, 1, nullable=True)},
+        Method("dart_pre", _baseline("select_dart_pre"), {"n_pivots": Param(int, 1, nullable=True)},
                needs=frozenset({"cls_attention"})),
         Method("icctp", _baseline("select_icctp"),
                {"rho_g": _UNIT_OPEN, "alpha": _UNIT, "allocation": Param(str, choices=("exact", "paper")),
                 "rho_c": Param(float, 0.0, 1.0, low_open=True, nullable=True)},
                needs=frozenset({"cls_attention", "noun_centers"})),
-        Method("fastv", _fastv, {"K": Param(int, 1)}, needs=frozenset({"llm_attention"})),
+        Method("fastv", _pruner("FastVPruner"), {"K": Param(int, 1), "budget_mode": _MODE}, needs=_IN_LLM),
+        Method("dart", _pruner("DARTPruner"),
+               {"K": Param(int, 1), "pivot_image": Param(int, 1), "pivot_text": Param(int, 1), "budget_mode": _MODE},
+               needs=_IN_LLM),
+        Method("sparsevlm", _pruner("SparseVLMPruner"), {"layers": Param(list, 0), "budget_mode": _MODE},
+               needs=_IN_LLM),
     )
 }
 

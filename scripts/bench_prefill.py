@@ -13,6 +13,14 @@ medians are reported. One torch thread by default (``--threads``): on this 2-vCP
 thread added no GEMM throughput. The last column, analytic prefill FLOPs / median CPU time, is the rate the hardware sustained.
 ``--profile`` adds a torch.profiler summary at 576 and 32 (top operators, matmul FLOP rate).
 
+``--methods`` instead compares the methods at one budget per row: ``cls`` (pruned before the LLM)
+and the in-LLM FastV, DART and SparseVLM (``kept`` budgets; on this 2-layer LM they prune after layer
+0: K=1, SparseVLM ``layers: [0]``), each through the adapter's own path (the in-LLM ones with the
+layer-K runner), against the analytic prefill FLOPs of the per-layer visual counts the runner
+recorded (``llava_flops(..., layer_tokens=...)``). The selection work of the in-LLM methods (their
+attention rows, similarities, clustering) is in the measured time but not in the FLOPs. Appends
+under "## Prefill per method (bench_prefill --methods)".
+
 Text: 60 tokens around ``<image>`` (35 before it, 25 after; the split does not change the cost), the
 length of the LLaVA-1.5 template with a typical VQAv2 question ("What color is the umbrella?" + the
 short-answer suffix) under the fixture BPE tokenizer; Vicuna's own tokenizer cannot be fetched
@@ -21,7 +29,7 @@ at 576 / time at the budget) >= 85% of the analytic prefill-FLOPs speedup of
 ``icctp.flops.llava_flops`` for this 2-layer config, at every budget and batch size. Prints a
 Markdown table and appends it to BENCHMARKS.md under "## Prefill vs budget (bench_prefill)".
 
-    .venv/bin/python scripts/bench_prefill.py [--repeats 3] [--threads 1] [--profile] [--no-write]
+    .venv/bin/python scripts/bench_prefill.py [--repeats 3] [--threads 1] [--profile] [--no-write] [--methods]
 """
 from __future__ import annotations
 
@@ -44,7 +52,9 @@ from benchlib import append_to_section, cpu_model  # noqa: E402
 from gpu_check import random_llava  # noqa: E402
 
 from icctp.flops import llava_flops  # noqa: E402
+from icctp.layer_pruners import DARTPruner, FastVPruner, SparseVLMPruner  # noqa: E402
 from pipeline.model import steps  # noqa: E402
+from pipeline.model.layer_prune import LayerPruneRunner  # noqa: E402
 from pipeline.model.visual import VisualTokens  # noqa: E402
 
 SECTION = "## Prefill vs budget (bench_prefill)"
@@ -56,6 +66,11 @@ N_VISUAL = 576
 TEXT_BEFORE, TEXT_AFTER = 35, 25  # text tokens before and after <image>
 IMAGE_TOKEN_ID = 32000
 GOAL = 0.85
+METHOD_SECTION = "## Prefill per method (bench_prefill --methods)"
+METHOD_INTRO = ("`scripts/bench_prefill.py --methods`: prefill time of each pruning method on a 2-layer LLaVA-1.5-7B-width\n"
+                "language model against the analytic FLOPs of its per-layer visual-token counts (one block per run).")
+PRUNERS = {"fastv": lambda b: FastVPruner(b, 2, K=1), "dart": lambda b: DARTPruner(b, 2, K=1),
+           "sparsevlm": lambda b: SparseVLMPruner(b, 2, layers=[0], budget_mode="kept")}
 
 
 def bench_config():
@@ -105,6 +120,42 @@ def prefill_seconds(model, inputs: Inputs, budget: int) -> tuple[float, float]:
     cpu = time.process_time()
     result = steps.generate(model, assembled, 1, -1, 0)
     return result.prefill_ms / 1e3, time.process_time() - cpu
+
+
+@torch.no_grad()
+def method_prefill(model, inputs: Inputs, method: str, budget: int) -> tuple[float, list[int]]:
+    """(wall seconds, per-layer visual tokens of sample 0) of one prefill with ``method`` at ``budget``."""
+    if method not in PRUNERS:
+        assembled = inputs.assembled(model, budget)
+        return steps.generate(model, assembled, 1, -1, 0).prefill_ms / 1e3, [min(budget, N_VISUAL)] * 2
+    assembled = inputs.assembled(model, N_VISUAL)
+    runner = LayerPruneRunner(model, PRUNERS[method](budget), [TEXT_BEFORE] * len(inputs.text_ids),
+                              [N_VISUAL] * len(inputs.text_ids))
+    result = steps.generate(model, assembled, 1, -1, 0, runner=runner)
+    return result.prefill_ms / 1e3, runner.layer_tokens[0].tolist()
+
+
+def methods_block(model, config, batch: int, repeats: int, budgets=(64, 16)) -> list[str]:
+    """Markdown rows: per method x budget, median prefill ms, measured and analytic speedup vs unpruned."""
+    inputs = Inputs(batch, config.text_config.hidden_size, seed=batch)
+    n_text = TEXT_BEFORE + TEXT_AFTER
+    cases = [("full", N_VISUAL)] + [(m, b) for b in budgets for m in ("cls", *PRUNERS)]
+    method_prefill(model, inputs, "cls", budgets[-1])
+    times = {c: [] for c in cases}
+    layers = {}
+    for r in range(repeats):
+        for case in cases[r % len(cases):] + cases[: r % len(cases)]:
+            seconds, layers[case] = method_prefill(model, inputs, "cls" if case[0] == "full" else case[0], case[1])
+            times[case].append(seconds)
+    full_time = statistics.median(times[cases[0]])
+    full_flops = llava_flops(config, N_VISUAL, n_text, 1)["prefill"]
+    rows = []
+    for case in cases:
+        wall = statistics.median(times[case])
+        flops = llava_flops(config, N_VISUAL, n_text, 1, layer_tokens=layers[case])["prefill"]
+        rows.append(f"| {batch} | {case[0]} | {case[1]} | {' / '.join(map(str, layers[case]))} | {1e3 * wall:.0f} "
+                    f"| {full_time / wall:.2f}x | {full_flops / flops:.2f}x | {100 * full_time / wall * flops / full_flops:.0f}% |")
+    return rows
 
 
 def measure(model, batch: int, repeats: int) -> dict[int, tuple[float, float]]:
@@ -164,8 +215,11 @@ def main() -> None:
                         help="torch intra-op threads (default 1: the 2 vCPUs here gave no more GEMM throughput "
                              "with 2, and one thread makes CPU time a clean measure on a shared machine)")
     parser.add_argument("--profile", action="store_true", help="profile one prefill per batch size at 576 and 32")
+    parser.add_argument("--methods", action="store_true", help="compare cls, fastv, dart and sparsevlm at 64 and 16")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.methods:
+        return main_methods(args)
 
     start = time.perf_counter()
     config = bench_config()
@@ -218,6 +272,32 @@ def main() -> None:
     print(block)
     if not args.no_write:
         append_to_section(SECTION, INTRO, block)
+
+
+def main_methods(args) -> None:
+    start = time.perf_counter()
+    config = bench_config()
+    model = random_llava(config, "cpu", torch.float32)
+    table = ["| batch | method | budget | visual tokens per layer (sample 0) | median prefill ms | measured speedup "
+             "| analytic speedup | measured / analytic |", "|---:|---|---:|---|---:|---:|---:|---:|"]
+    for batch in args.batches:
+        table += methods_block(model, config, batch, args.repeats)
+    command = ".venv/bin/python scripts/" + " ".join([Path(sys.argv[0]).name] + [shlex.quote(a) for a in sys.argv[1:]])
+    block = "\n".join([
+        f"### {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC",
+        "",
+        f"- command: `{command}` ({time.perf_counter() - start:.0f} s)",
+        f"- machine: {os.cpu_count()} CPUs, {cpu_model()}, torch {torch.__version__} (threads: {torch.get_num_threads()}), "
+        f"no GPU; load average at the end {os.getloadavg()[0]:.1f}",
+        "- model: LLaVA-1.5-7B LM widths, 2 layers, fp32, sdpa; in-LLM methods prune after layer 0 (kept budgets); "
+        f"speedups against the unpruned prefill; medians of {args.repeats} round-robin rounds after one warm-up",
+        "",
+        *table,
+        "",
+    ])
+    print(block)
+    if not args.no_write:
+        append_to_section(METHOD_SECTION, METHOD_INTRO, block)
 
 
 if __name__ == "__main__":

@@ -21,9 +21,9 @@ def batch(B=4, n=40, d=8, K=3, seed=0, dtype=torch.float32):
 
 
 def test_methods_registry():
-    assert METHODS == ("full", "random", "cls", "visionzip", "dart", "icctp")
+    assert METHODS == ("full", "random", "cls", "visionzip", "dart_pre", "icctp")
     tokens, cls_attn, extra = batch()
-    with pytest.raises(ValueError, match=r"unknown method 'fastv'.*'full', 'random', 'cls', 'visionzip', 'dart', 'icctp'"):
+    with pytest.raises(ValueError, match=r"unknown method 'fastv'.*'full', 'random', 'cls', 'visionzip', 'dart_pre', 'icctp'"):
         select("fastv", tokens, cls_attn, 8)
 
 
@@ -101,11 +101,11 @@ def test_dart_hand_computed():
     tokens = torch.tensor([[[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [-1.0, 0.0], [-1.0, 0.0], [0.5, 0.5]]])
     cls_attn = torch.tensor([[0.9, 0.1, 0.1, 0.1, 0.1, 0.8]])
     # pivots 0 then 5; pivot 0 adds 3 (cos -1, ties with 4 -> lower index); pivot 5 adds 4 (cos -0.71)
-    assert select("dart", tokens, cls_attn, 4, n_pivots=2)[0].tolist() == [0, 3, 4, 5]
+    assert select("dart_pre", tokens, cls_attn, 4, n_pivots=2)[0].tolist() == [0, 3, 4, 5]
     # one pivot, two slots: the two tokens opposite to it
-    assert select("dart", tokens, cls_attn, 3, n_pivots=1)[0].tolist() == [0, 3, 4]
+    assert select("dart_pre", tokens, cls_attn, 3, n_pivots=1)[0].tolist() == [0, 3, 4]
     with pytest.raises(ValueError, match="n_pivots"):
-        select("dart", tokens, cls_attn, 3, n_pivots=4)
+        select("dart_pre", tokens, cls_attn, 3, n_pivots=4)
 
 
 def test_icctp_passes_options_through():
@@ -124,7 +124,7 @@ def test_bad_inputs_raise():
     with pytest.raises(ValueError, match="budget"):
         select("cls", tokens, cls_attn, 0)
     with pytest.raises(ValueError, match="cls_attn"):
-        select("dart", tokens, cls_attn[:, :5], 4)
+        select("dart_pre", tokens, cls_attn[:, :5], 4)
     nan_tokens = tokens.clone()
     nan_tokens[1, 3, 0] = float("nan")
     with pytest.raises(ValueError, match="tokens contains NaN"):

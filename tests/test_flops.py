@@ -213,3 +213,59 @@ def test_merged_vision_flops_without_merges_is_the_vision_count_and_tome_saves_w
     tiny = VisionShape(layers=1, hidden=2, intermediate=3, image_size=4, patch_size=2, channels=1)
     expected = 2 * 4 * 1 * 4 * 2 + (2 * 5 * 2 * 8 + 4 * 25 * 2) + 2 * 3 * 2 * 1 + 4 * 4 * 2 * 3
     assert merged_vision_flops(tiny, [[1]], head_dim=1) == expected
+
+
+def test_layer_tokens_hand_computed():
+    # FastV-like profile on TINY (2 layers): layer 0 sees 4 visual tokens, layer 1 sees 1.
+    # layer 0 on 7 positions: 9632 (see above); layer 1 on 4 positions: Q,O 2*4*8*8 = 512 each,
+    # K,V 256 each, scores+values 2*2*4*4*8 = 512, MLP 3*2*4*8*16 = 3072 -> 5120; head 160.
+    flops = llava_flops(TINY, 4, 3, 1, layer_tokens=[4, 1])
+    assert flops["prefill"] == 9632 + 5120 + 160
+    assert llava_flops(TINY, 4, 3, 3, layer_tokens=[4, 4]) == llava_flops(TINY, 4, 3, 3)
+    with pytest.raises(ValueError, match="2-layer"):
+        llava_flops(TINY, 4, 3, 1, layer_tokens=[4])
+
+
+def test_fastv_reduction_is_smaller_than_pre_llm_pruning_at_the_same_kept_count():
+    pre = llava_flops("llava-1.5-7b", 64, 60, 1)["prefill"]
+    fastv = llava_flops("llava-1.5-7b", 576, 60, 1, layer_tokens=[576] * 2 + [64] * 30)["prefill"]
+    equivalent = llava_flops("llava-1.5-7b", 576, 60, 1, layer_tokens=[576] * 2 + [30] * 30)["prefill"]
+    assert pre < equivalent < fastv
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["fastv", "dart", "sparsevlm"])
+def test_in_llm_pruning_equals_flop_counter(method):
+    """The layer-K runner's decoder and LM-head FLOPs (prefill + 3 decode steps) equal ``llava_flops``
+    with the per-layer visual counts it recorded."""
+    from torch.utils.flop_counter import FlopCounterMode
+    from transformers import LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
+
+    from icctp.layer_pruners import DARTPruner, FastVPruner, SparseVLMPruner
+    from pipeline.model.generation import greedy
+    from pipeline.model.layer_prune import LayerPruneRunner
+
+    _, vision = _tiny_hf_configs()
+    text = LlamaConfig(vocab_size=50, hidden_size=16, intermediate_size=24, num_hidden_layers=3,
+                       num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024)
+    config = LlavaConfig(text_config=text, vision_config=vision, image_token_index=49)
+    torch.manual_seed(0)
+    model = LlavaForConditionalGeneration._from_config(config, attn_implementation="eager").eval()
+    pruner = {"fastv": FastVPruner(64, 3, K=1), "dart": DARTPruner(64, 3, K=1),
+              "sparsevlm": SparseVLMPruner(64, 3, layers=[0, 1], budget_mode="kept")}[method]
+    n_image, before, after = 576, 3, 6
+    embeds = torch.randn(1, before + n_image + after, 16)
+    mask = torch.ones(1, embeds.shape[1], dtype=torch.long)
+    positions = torch.arange(embeds.shape[1])[None]
+    runner = LayerPruneRunner(model, pruner, [before], [n_image])
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        out = greedy(model, embeds, mask, positions, 4, eos_id=-1, pad_id=0, runner=runner)
+    assert out.tokens.shape == (1, 4)
+    counts = counter.get_flop_counts()
+    decoder = sum(counts["LlamaDecoderLayer"].values())  # the runner calls the layers one by one
+    head = sum(counts["Linear"].values())  # the LM head, called on its own
+
+    tokens = runner.layer_tokens[0].tolist()
+    assert tokens[0] == n_image and tokens[-1] < n_image
+    expected = llava_flops(config, n_image, before + after, 4, layer_tokens=tokens)
+    assert decoder + head == expected["prefill"] + expected["decode"]

@@ -16,7 +16,7 @@ FIELDS = ("prediction", "n_visual", "n_kept", "n_text", "kept_indices", "kept_cl
           "center_source", "error")
 CASES = {
     "llava15": (8, sample, [("full", 576), ("icctp", 64), ("icctp", 16), ("cls", 16), ("random", 16),
-                            ("visionzip_proj", 16), ("dart", 16), ("fastv", 16)]),
+                            ("visionzip_proj", 16), ("dart_pre", 16), ("fastv", 16)]),
     "llava_next": (4, next_sample, [("full", 576), ("icctp", 64), ("cls", 64), ("fastv", 64)]),
 }
 

@@ -27,7 +27,8 @@ def test_full_runs_once_and_reference_budget_is_unpruned():
     m = load_manifest("manifests/smoke.yaml")
     pairs = [(v.label, v.budget) for v in m.variants()]
     assert pairs == [("full", REFERENCE_BUDGET)] + [(m, 64) for m in ("icctp", "cls", "fastervlm", "visionzip", "tome",
-                                                                      "prumerge_plus", "prumerge", "random")]
+                                                                      "prumerge_plus", "prumerge", "random", "fastv",
+                                                                      "dart", "sparsevlm")]
 
 
 def test_ablation_variants_have_distinct_labels():
@@ -68,6 +69,14 @@ def test_bad_budget_and_duplicate_labels(tmp_path):
         load_manifest(_write(tmp_path, dup))
 
 
+def test_method_budgets_replace_the_manifest_budgets_until_the_command_line_sets_them():
+    m = load_manifest("manifests/llava15_7b_paper.yaml")
+    assert [v.budget for v in m.variants() if v.label == "fastv"] == [192, 128, 64]
+    assert [v.budget for v in m.variants() if v.label == "icctp"] == [128, 64, 32]
+    assert [v.params for v in m.variants() if v.method in ("fastv", "sparsevlm")][0] == {"budget_mode": "equivalent"}
+    assert [v.budget for v in m.restrict(budgets=[32]).variants() if v.label == "fastv"] == [32]
+
+
 def test_restrict_from_command_line():
     m = load_manifest("manifests/smoke.yaml").restrict(budgets=[32], methods=["icctp"], benchmarks=["pope"],
                                                       compute={"batch_size": 4, "num_gpus": None})
@@ -88,7 +97,10 @@ def test_restrict_from_command_line():
         ("[{method: fastv, params: {K: 1.5}}]", r"fastv\.K = 1\.5 is out of range; allowed: an int in \[1, inf\)"),
         ("[{method: full, params: {alpha: 0.3}}]", r"method 'full' has no option 'alpha'; its options: none"),
         ("[{method: icctp, label: cls}]", r"label 'cls' names another method"),
-        ("[{method: dart, params: {n_pivots: 65}}]", r"n_pivots = 65 exceeds the smallest budget 64"),
+        ("[{method: dart_pre, params: {n_pivots: 65}}]", r"n_pivots = 65 exceeds the smallest budget 64"),
+        ("[{method: fastv, params: {budget_mode: average}}]", r"allowed: one of 'kept', 'equivalent'"),
+        ("[{method: sparsevlm, params: {layers: [6, 2]}}]", r"allowed: a non-empty, strictly increasing list"),
+        ("[{method: sparsevlm, budgets: [0]}]", r"budgets must be a non-empty list"),
     ],
 )
 def test_bad_method_or_option_is_refused_at_load(tmp_path, methods, needle):
@@ -115,7 +127,7 @@ def test_every_method_option_is_a_real_keyword_of_its_function():
     from pipeline.methods import METHODS
 
     inputs = {"self", "model", "spans", "tokens", "cls_attn", "centers", "center_mask", "budget", "seeds",
-              "return_clusters", "states", "images"}
+              "return_clusters", "states", "images", "n_layers"}
     for name, method in METHODS.items():
         signature = inspect.signature(method.function())
         options = {p: signature.parameters[p].default for p in signature.parameters if p not in inputs}

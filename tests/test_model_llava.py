@@ -230,23 +230,38 @@ def test_bad_arguments_raise(vlm):
         vlm.generate([sample(0)], method="cls", max_new_tokens=0)
 
 
-def test_fastv_all_tokens_equals_full(vlm):
+IN_LLM = {"fastv": {}, "dart": {}, "sparsevlm": {"layers": [0, 1], "budget_mode": "kept"}}
+
+
+@pytest.mark.parametrize("method", list(IN_LLM))
+def test_in_llm_all_tokens_equals_full(vlm, method):
     samples = [sample(i) for i in range(4)]
     full = vlm.generate(samples, method="full", max_new_tokens=6)
-    fastv = vlm.generate(samples, method="fastv", budget=576, max_new_tokens=6)
-    assert [o["prediction"] for o in fastv] == [f["prediction"] for f in full]
-    assert all(o["n_kept"] == 576 for o in fastv)
+    out = vlm.generate(samples, method=method, budget=576, max_new_tokens=6, **IN_LLM[method])
+    assert [o["prediction"] for o in out] == [f["prediction"] for f in full]
+    assert all(o["n_kept"] == 576 and o["layer_tokens"] == [576] * 3 for o in out)
 
 
-def test_fastv_batched_equals_per_sample(vlm):
+@pytest.mark.parametrize("method,layer_tokens", [("fastv", [576, 576, 32]), ("dart", [576, 576, 36]),
+                                                 ("sparsevlm", [576, 86, 34])])
+def test_in_llm_batched_equals_per_sample(vlm, method, layer_tokens):
     samples = [sample(i) for i in range(6)]
-    batched = vlm.generate(samples, method="fastv", budget=32, max_new_tokens=6)
-    alone = [vlm.generate([s], method="fastv", budget=32, max_new_tokens=6)[0] for s in samples]
-    assert [b["prediction"] for b in batched] == [a["prediction"] for a in alone]
-    assert [b["kept_indices"] for b in batched] == [a["kept_indices"] for a in alone]
-    assert all(b["n_kept"] == 32 for b in batched)
+    assert len({len(vlm.render(s["prompt"])) for s in samples}) > 1  # left padding differs per row
+    batched = vlm.generate(samples, method=method, budget=32, max_new_tokens=6, **IN_LLM[method])
+    alone = [vlm.generate([s], method=method, budget=32, max_new_tokens=6, **IN_LLM[method])[0] for s in samples]
+    for key in ("prediction", "kept_indices", "n_kept", "tokens_equiv", "layer_tokens", "budget_mode"):
+        assert [b[key] for b in batched] == [a[key] for a in alone], key
+    # fastv: R = 32; dart: 4 + 8 * (32 // 8) = 36; sparsevlm at layers 0, 1 (kept mode, the 64 row's
+    # shape scaled to 32 at the last stage): 70 + 16 clusters, then 32 + 2 clusters.
+    assert all(b["layer_tokens"] == layer_tokens and b["n_kept"] == layer_tokens[-1] for b in batched)
+    assert all(b["tokens_equiv"] == pytest.approx(sum(layer_tokens) / 3) for b in batched)
     full = vlm.generate(samples, method="full", max_new_tokens=6)
     assert [b["prediction"] for b in batched] != [f["prediction"] for f in full]
+
+
+def test_in_llm_unreachable_budget_is_a_row_error(vlm):
+    out = vlm.generate([sample(0), sample(1)], method="fastv", budget=64, max_new_tokens=2, budget_mode="equivalent")
+    assert all(o["prediction"] is None and "unreachable" in o["error"] for o in out)
 
 
 def test_fastv_keeps_top_last_token_attention_of_eager_model(path, vlm):

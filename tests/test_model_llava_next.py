@@ -66,17 +66,30 @@ def test_full_equals_stock_generate(vlm, monkeypatch):
         torch.testing.assert_close(captured[-1].first_logits[0], ref.logits[0][0].float(), atol=1e-4, rtol=0)
 
 
-@pytest.mark.parametrize("method", ["icctp", "fastv", "visionzip", "tome"])
+IN_LLM = {"fastv": {}, "dart": {}, "sparsevlm": {"layers": [0, 1], "budget_mode": "kept"}}
+
+
+@pytest.mark.parametrize("method", ["icctp", "visionzip", "tome", *IN_LLM])
 def test_batched_equals_per_sample(vlm, method):
     samples = [next_sample(i) for i in range(6)]
-    batched = vlm.generate(samples, method=method, budget=64, max_new_tokens=4)
-    alone = [vlm.generate([s], method=method, budget=64, max_new_tokens=4)[0] for s in samples]
+    kwargs = IN_LLM.get(method, {})
+    batched = vlm.generate(samples, method=method, budget=64, max_new_tokens=4, **kwargs)
+    alone = [vlm.generate([s], method=method, budget=64, max_new_tokens=4, **kwargs)[0] for s in samples]
     for b, a in zip(batched, alone):
         assert b["error"] is None
-        for key in ("prediction", "n_visual", "n_kept", "kept_indices", "kept_clusters"):
+        for key in ("prediction", "n_visual", "n_kept", "kept_indices", "kept_clusters", "layer_tokens"):
             assert b[key] == a[key], key
-    if method in ("icctp", "fastv"):
-        assert len({b["n_kept"] for b in batched}) == 6
+    if method in ("icctp", *IN_LLM):
+        assert len({b["n_kept"] for b in batched}) == (5 if method == "dart" else 6)  # dart keeps 4 + 8k tokens
+
+
+def test_in_llm_all_tokens_equals_full(vlm):
+    samples = [next_sample(i) for i in (0, 3)]
+    full = vlm.generate(samples, method="full", max_new_tokens=4)
+    for method, kwargs in IN_LLM.items():
+        out = vlm.generate(samples, method=method, budget=576, max_new_tokens=4, **kwargs)
+        assert [o["prediction"] for o in out] == [f["prediction"] for f in full], method
+        assert [o["n_kept"] for o in out] == [f["n_visual"] for f in full], method
 
 
 def test_per_grid_budgets_and_newlines(vlm):

@@ -38,8 +38,9 @@ def test_report_tables_and_efficiency(run):
     assert "| icctp | 64 | 69.68 | 4 | 1 | 89.3 |" in text  # vqav2 accuracy in %, n, errors, retention
     assert "| icctp | 64 | 1348.93 | 337.23 | 4 | 1 | 89.3 |" in text  # MME in MME points
     # efficiency: 9 rows without error (3 per benchmark); TFLOPs (64 + 40); reduction 1 - 104/616
-    assert "| icctp | 64 | 9 | 576 | 64 | 40 | 104 | 83.1 | 20 | 0.5 | 10.4 | 15.6 | 89.3 |" in text
-    assert "| full | 576 | 9 | 576 | 576 | 40 | 616 | 0 | 20 | 0 | 61.6 | 20.8 | 100 |" in text
+    assert "| icctp | 64 | – | 9 | 576 | 64 | 64 | 40 | 104 | 83.1 | 20 | 0.5 | 10.4 | 15.6 | 89.3 |" in text
+    assert "| full | 576 | – | 9 | 576 | 576 | 576 | 40 | 616 | 0 | 20 | 0 | 61.6 | 20.8 | 100 |" in text
+    assert "Mixed budget modes" not in text
     for name in ("accuracy_vs_budget", "retention_vs_reduction", "latency_vs_budget"):
         assert f"](plots/{name}.png)" in text
         assert_png(run / "plots" / f"{name}.png")
@@ -54,6 +55,25 @@ def test_efficiency_uses_icctp_flops_for_a_known_model(run):
     assert full["tflops"] == pytest.approx(llava_flops("llava-1.5-7b", 576, 40, 16)["total"] / 1e12)
     assert pruned["tflops"] == pytest.approx(llava_flops("llava-1.5-7b", 64, 40, 16)["total"] / 1e12)
     assert pruned["reduction"] == pytest.approx((1 - pruned["tflops"] / full["tflops"]) * 100)
+
+
+def test_in_llm_rows_count_flops_per_layer_and_flag_mixed_budget_modes(tmp_path):
+    from icctp.flops import llava_flops
+
+    run = write_synthetic_run(tmp_path / "run", benchmarks=("vqav2",), methods=("full", "icctp", "fastv"),
+                              budgets=(64,), n_samples=3)
+    tables = load_tables(run)
+    fastv = tables.efficiency.filter(pl.col("method") == "fastv").row(0, named=True)
+    assert fastv["budget_mode"] == "kept" and fastv["n_kept"] == 64
+    assert fastv["tokens_equiv"] == pytest.approx((2 * 576 + 30 * 64) / 32)
+    profile = [576] * 2 + [64] * 30
+    assert fastv["tflops"] == pytest.approx(llava_flops("llava-1.5-7b", 576, 40, 16, layer_tokens=profile)["total"]
+                                            / 1e12)
+    icctp = tables.efficiency.filter(pl.col("method") == "icctp").row(0, named=True)
+    assert fastv["tflops"] > icctp["tflops"]
+    text = write_report(run).read_text()
+    assert ("**Mixed budget modes.** Budget 64 compares methods under different budget modes: fastv keep 64 after "
+            "their last pruning layer") in text and "icctp average 64 over the layers" in text
 
 
 def test_unknown_model_says_why_no_tflops(tmp_path):

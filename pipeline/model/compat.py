@@ -122,8 +122,24 @@ def decoder_attention_geometry(attn: torch.nn.Module) -> tuple[int, float]:
     return attn.head_dim, attn.scaling
 
 
+def cached_keys(cache, layer: int) -> torch.Tensor:
+    """Keys after RoPE that ``cache`` holds for decoder ``layer``: (B, H_kv, L, hd)."""
+    layers = getattr(cache, "layers", None)
+    return layers[layer].keys if layers is not None else cache.key_cache[layer]
+
+
+def norm_eps(norm: torch.nn.Module) -> float:
+    """The epsilon of an RMS norm module (``variance_epsilon`` in Llama, ``eps`` elsewhere)."""
+    return float(getattr(norm, "variance_epsilon", None) or norm.eps)
+
+
 def run_decoder_layer(layer, hidden, mask4d, positions, position_embeddings, cache) -> torch.Tensor:
-    """One decoder layer on (B, q, d) with an explicit (B, 1, q, k) boolean mask; returns (B, q, d)."""
+    """One decoder layer on (B, q, d) with an explicit (B, 1, q, k) boolean mask; returns (B, q, d).
+
+    Eager attention adds its mask to the scores, so there the mask becomes 0 / dtype-min."""
+    if getattr(layer.self_attn.config, "_attn_implementation", None) == "eager":
+        mask4d = torch.zeros(mask4d.shape, dtype=hidden.dtype, device=hidden.device).masked_fill(
+            ~mask4d, torch.finfo(hidden.dtype).min)
     out = layer(hidden, attention_mask=mask4d, position_ids=positions, position_embeddings=position_embeddings,
                 use_cache=True, **cache_kwargs(layer, cache))
     return out[0] if isinstance(out, tuple) else out

@@ -29,10 +29,11 @@ class Generated:
 
 def select_rows(runner, index: torch.Tensor) -> None:
     """Keep only batch rows ``index`` (1-D long) of ``runner``: its KV cache rows in every layer and
-    each tensor named in its ``row_state`` (batch-first)."""
+    each tensor (or list of tensors) named in its ``row_state`` (batch-first)."""
     compat.select_cache_rows(runner.cache, index)
     for name in runner.row_state:
-        setattr(runner, name, getattr(runner, name)[index])
+        value = getattr(runner, name)
+        setattr(runner, name, [v[index] for v in value] if isinstance(value, list) else value[index])
 
 
 class PlainRunner:
@@ -68,8 +69,8 @@ def greedy(model, embeds, mask, positions, max_new_tokens: int, eos_id: int, pad
 
     Each sample stops at its own EOS (later steps emit ``pad_id``); the loop ends when all samples
     stopped or after ``max_new_tokens``. ``runner`` (default ``PlainRunner``) owns the forward
-    passes and the cache; FastV passes its own. Rows that stopped leave the batch when the runner
-    declares its ``row_state`` (see ``select_rows``).
+    passes and the cache; in-LLM pruning passes ``layer_prune.LayerPruneRunner``. Rows that stopped
+    leave the batch when the runner declares its ``row_state`` (see ``select_rows``).
     """
     runner = runner or PlainRunner(model)
     compact = getattr(runner, "row_state", None) is not None

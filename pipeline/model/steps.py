@@ -189,6 +189,6 @@ def assemble(model, text_ids: list[list[int]], image_pos: list[int], visuals: li
 
 
 def generate(model, inputs: Assembled, max_new_tokens: int, eos_id: int, pad_id: int, runner=None) -> Generated:
-    """Greedy decoding of an assembled batch (``generation.greedy``; ``runner``: FastV's or None)."""
+    """Greedy decoding of an assembled batch (``generation.greedy``; ``runner``: a ``layer_prune`` runner or None)."""
     return generation.greedy(model, inputs.embeds, inputs.mask, inputs.positions, max_new_tokens, eos_id, pad_id,
                              runner=runner)

@@ -9,6 +9,8 @@ import time
 
 import torch
 
+STEP_TIMINGS = ("vision_ms", "select_ms", "prefill_ms", "decode_ms")  # the model's four steps, per row, ms
+
 
 def now_ms(device: torch.device | str) -> float:
     """``time.perf_counter()`` in ms, after the queued work of ``device`` (if CUDA) has finished."""

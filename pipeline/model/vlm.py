@@ -2,9 +2,11 @@
 
 ``VLM.generate(samples)`` = ``Preprocessor.prepare`` (``pipeline.model.inputs``: checks, decoding,
 image processor, tokenization) + ``VLM.answer`` (``pipeline.model.steps`` on a prepared batch: the
-model actor's whole job). Budgets, kept positions and clusters are as ``steps`` describes; FastV
-keeps ``scaled_budget(budget, n_visual, 576)`` image positions inside the LLM (K=2 by default;
-``K`` is its method kwarg).
+model actor's whole job). Budgets, kept positions and clusters are as ``steps`` describes. A method
+that prunes inside the LLM gives a pruner (``icctp.layer_pruners``) that ``layer_prune`` runs: the
+visual tokens enter the LLM whole, ``n_kept`` counts those left after its last pruning layer and
+``tokens_equiv`` their average over the decoder layers (for every other method both are the kept
+count); a budget the pruner cannot meet on this model is an error on every row of the call.
 
 Per-row timings are the batch's wall time of each step divided evenly over the batch's valid rows
 (ms); ``prefill_ms`` includes the assembly of the input embeddings. A row whose input is bad
@@ -17,13 +19,11 @@ import contextlib
 
 import torch
 
-from icctp.budget import scaled_budget
 from icctp.nouns import centers_from_groups
 from pipeline.methods import Method, get_method
-from pipeline.model import batching, compat, families, fastv, steps
+from pipeline.model import batching, compat, families, layer_prune, steps
 from pipeline.model.inputs import Memo, PreparedBatch, PreparedSample, Preprocessor
-from pipeline.model.timing import now_ms
-from pipeline.stages.schema import STEP_TIMINGS
+from pipeline.model.timing import STEP_TIMINGS, now_ms
 
 
 class VLM:
@@ -87,9 +87,9 @@ class VLM:
         (text + kept visual tokens) fits this many tokens (``batching.token_chunks``); None: the
         whole batch at once. Vision and selection always run on the whole batch.
 
-        Returns one dict per sample, in order: prediction, n_visual, n_kept, n_text, kept_indices,
-        kept_clusters, noun_phrases, center_source, error, timings {vision_ms, select_ms, prefill_ms,
-        decode_ms}.
+        Returns one dict per sample, in order: prediction, n_visual, n_kept, tokens_equiv,
+        budget_mode and layer_tokens (in-LLM methods; else None), n_text, kept_indices, kept_clusters,
+        noun_phrases, center_source, error, timings {vision_ms, select_ms, prefill_ms, decode_ms}.
         """
         spec = _check_arguments(method, budget, max_new_tokens)
         with_centers = "noun_centers" in spec.needs
@@ -124,7 +124,18 @@ class VLM:
         select_done = now_ms(dev)
         timings["select_ms"] = select_done - vision_done
 
+        n_layers = len(compat.decoder_layers(self.model))
+        if spec.in_llm:
+            try:
+                pruner = spec.function()(budget, n_layers, **method_kwargs)
+                for n_visual in {v.n_visual for v in visuals}:
+                    pruner.check(n_visual)
+            except ValueError as exc:
+                for slot in live:
+                    outs[slot]["error"] = f"{type(exc).__name__}: {exc}"
+                return outs
         tokens: list[torch.Tensor | None] = [None] * len(rows)
+        layer_tokens: list[list[int] | None] = [None] * len(rows)
         timings["prefill_ms"] = timings["decode_ms"] = 0.0
         lengths = [row.n_text + keep.n_kept for row, keep in zip(rows, kept)]
         for chunk in batching.token_chunks(lengths, max_batch_tokens):
@@ -132,10 +143,10 @@ class VLM:
             inputs = steps.assemble(self.model, [rows[i].text_ids for i in chunk], [rows[i].image_pos for i in chunk],
                                     [visuals[i] for i in chunk], [kept[i] for i in chunk])
             runner = None
-            if spec.in_llm:
-                spans = [(rows[i].image_pos, visuals[i].n_visual, scaled_budget(budget, visuals[i].n_visual))
-                         for i in chunk]
-                runner = fastv.FastVRunner(self.model, spans, **method_kwargs)
+            if spec.in_llm:  # a fresh pruner per chunk: a pruner keeps per-prefill state (SparseVLM's raters)
+                runner = layer_prune.LayerPruneRunner(self.model, spec.function()(budget, n_layers, **method_kwargs),
+                                                      [rows[i].image_pos for i in chunk],
+                                                      [visuals[i].n_visual for i in chunk])
             assembly_ms = now_ms(dev) - chunk_start
             result = steps.generate(self.model, inputs, max_new_tokens, self.eos_id, self.pad_id, runner=runner)
             timings["prefill_ms"] += assembly_ms + result.prefill_ms
@@ -144,13 +155,19 @@ class VLM:
                 tokens[i] = result.tokens[j]
                 if runner is not None:
                     kept[i] = steps.Kept(runner.kept[j])
+                    layer_tokens[i] = runner.layer_tokens[j].tolist()
+        mode = pruner.mode if spec.in_llm else None
 
         share = {name: value / len(rows) for name, value in timings.items()}
-        for slot, visual, keep, ids in zip(live, visuals, kept, tokens, strict=True):
+        for slot, visual, keep, ids, per_layer in zip(live, visuals, kept, tokens, layer_tokens, strict=True):
+            n_kept = keep.n_kept if per_layer is None else per_layer[-1]
             outs[slot].update(
                 prediction=self._decode(ids),
                 n_visual=visual.n_visual if visual.n_source is None else visual.n_source,
-                n_kept=keep.n_kept,
+                n_kept=n_kept,
+                tokens_equiv=float(n_kept) if per_layer is None else sum(per_layer) / len(per_layer),
+                budget_mode=None if per_layer is None else mode,
+                layer_tokens=per_layer,
                 kept_indices=None if visual.n_source is not None else [int(i) for i in keep.indices],
                 kept_clusters=None if keep.clusters is None else [int(c) for c in keep.clusters],
                 timings=dict(share),
@@ -194,7 +211,8 @@ def _empty(sample: PreparedSample, with_centers: bool, error: str | None) -> dic
     """The output of a sample before (or instead of) running it."""
     failed_centers = with_centers and error is not None
     return dict(
-        prediction=None, n_visual=None, n_kept=None, n_text=sample.n_text,
+        prediction=None, n_visual=None, n_kept=None, tokens_equiv=None, budget_mode=None, layer_tokens=None,
+        n_text=sample.n_text,
         kept_indices=None, kept_clusters=None,
         noun_phrases=[] if failed_centers else list(sample.phrases),
         center_source=sample.center_source if with_centers and error is None else None, error=error,

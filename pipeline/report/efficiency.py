@@ -4,9 +4,15 @@ TFLOPs come from ``icctp.flops.llava_flops(model, n_visual, n_text, n_new)["tota
 ``n_visual`` = mean visual tokens entering the LLM (``n_kept``), ``n_text`` = median text tokens
 and ``n_new`` = the run's ``max_new_tokens``; the reduction is relative to the same call with the
 unpruned visual count (median ``n_visual``); a method that merges inside the vision tower (ToMe)
-also counts its reduced tower work. Latencies are medians over the rows without error,
-in ms; peak memory (MiB) is the maximum of the optional ``peak_memory_mb`` column. ``other_share``:
-the model actor's time outside vision/select/prefill/decode as % of its whole time, over the run.
+also counts its reduced tower work. A method that prunes inside the LLM records the visual
+tokens of every decoder layer (``layer_tokens``): its FLOPs count the per-layer means, so the
+layers before its pruning layer pay for every visual token. ``tokens_equiv`` is the mean over
+layers (= ``n_kept`` for methods that prune before the LLM); ``budget_mode`` says what an in-LLM
+method's budget meant (``kept`` after its last pruning layer, or the ``equivalent`` layer average),
+and :func:`mixed_modes` names the budgets whose rows are compared under different readings.
+Latencies are medians over the rows without error, in ms; peak memory (MiB) is the maximum of the
+optional ``peak_memory_mb`` column. ``other_share``: the model actor's time outside
+vision/select/prefill/decode as % of its whole time, over the run.
 """
 from __future__ import annotations
 
@@ -32,13 +38,47 @@ def measured(predictions: pl.LazyFrame) -> pl.DataFrame:
             pl.col("n_visual").median().alias("n_visual"),
             pl.col("n_kept").mean().alias("n_kept"),
             pl.col("n_text").median().alias("n_text")]
+    if "tokens_equiv" in names:
+        aggs.append(pl.col("tokens_equiv").mean().alias("tokens_equiv"))
+    if "budget_mode" in names:
+        aggs.append(pl.col("budget_mode").drop_nulls().first().alias("budget_mode"))
     aggs += [pl.col(c).median().alias(c) for c in TIMING_COLUMNS if c in names]
     if PEAK_MEMORY_COLUMN in names:
         aggs.append(pl.col(PEAK_MEMORY_COLUMN).max().alias(PEAK_MEMORY_COLUMN))
     out = ok.group_by("variant", "method", "budget").agg(aggs).collect()
+    if "layer_tokens" in names:
+        out = out.join(_layer_means(ok), on=["variant", "method", "budget"], how="left")
     empty = [c for c in (*TIMING_COLUMNS, PEAK_MEMORY_COLUMN)
              if c in out.columns and out[c].null_count() == out.height]
     return ordered(out.drop(empty))
+
+
+def _layer_means(rows: pl.LazyFrame) -> pl.DataFrame:
+    """Per variant x budget: the mean visual tokens of each decoder layer (``layer_tokens``, in-LLM rows)."""
+    keys = ["variant", "method", "budget"]
+    return (rows.filter(pl.col("layer_tokens").is_not_null())
+            .select(*keys, "layer_tokens", pl.int_ranges(pl.col("layer_tokens").list.len()).alias("layer"))
+            .explode("layer_tokens", "layer")
+            .group_by(*keys, "layer").agg(pl.col("layer_tokens").cast(pl.Float64).mean())
+            .sort("layer").group_by(*keys).agg(pl.col("layer_tokens")).collect())
+
+
+def mixed_modes(table: pl.DataFrame) -> list[str]:
+    """One line per budget whose pruned rows read the budget differently: in-LLM methods under both
+    modes, or an in-LLM method in ``kept`` mode beside methods whose budget is an average over the
+    layers (those that prune before the LLM, or in-LLM ones in ``equivalent`` mode)."""
+    if "budget_mode" not in table.columns:
+        return []
+    lines = []
+    for (budget,), group in table.filter(pl.col("method") != "full").group_by("budget", maintain_order=True):
+        modes = {v: m for v, m in group.select("variant", "budget_mode").iter_rows()}
+        kept = sorted(v for v, m in modes.items() if m == "kept")
+        average = sorted(v for v, m in modes.items() if m != "kept")
+        if kept and average:
+            lines.append(f"Budget {budget} compares methods under different budget modes: "
+                         f"{', '.join(kept)} keep {budget} after their last pruning layer (more on average, "
+                         f"see tokens_equiv), {', '.join(average)} average {budget} over the layers.")
+    return lines
 
 
 def other_share(predictions: pl.LazyFrame) -> float | None:
@@ -102,9 +142,14 @@ def merging_vision_change(model, method: str, budget: int) -> int:
 def with_flops(table: pl.DataFrame, model, n_new: int, flops_fn: FlopsFn) -> pl.DataFrame:
     """Add ``tflops`` (total, 1e12 FLOPs) and ``reduction`` (% below the unpruned count)."""
     tflops, reduction = [], []
-    for n_visual, n_kept, n_text, method, budget in table.select("n_visual", "n_kept", "n_text", "method",
-                                                                 "budget").iter_rows():
-        pruned = flops_fn(model, n_visual=round(n_kept), n_text=round(n_text), n_new=n_new)["total"]
+    layers = table["layer_tokens"] if "layer_tokens" in table.columns else [None] * table.height
+    rows = table.select("n_visual", "n_kept", "n_text", "method", "budget").iter_rows()
+    for (n_visual, n_kept, n_text, method, budget), per_layer in zip(rows, layers):
+        if per_layer is not None:
+            pruned = flops_fn(model, n_visual=round(n_visual), n_text=round(n_text), n_new=n_new,
+                              layer_tokens=[round(t) for t in per_layer])["total"]
+        else:
+            pruned = flops_fn(model, n_visual=round(n_kept), n_text=round(n_text), n_new=n_new)["total"]
         pruned += merging_vision_change(model, method, budget)
         full = flops_fn(model, n_visual=round(n_visual), n_text=round(n_text), n_new=n_new)["total"]
         tflops.append(pruned / 1e12)

@@ -16,7 +16,14 @@ import polars as pl
 
 from pipeline.report import plots
 from pipeline.report.content import Image, Items, Report, Section, Table, Text
-from pipeline.report.efficiency import FlopsFn, efficiency_table, new_tokens, other_share, resolve_flops_model
+from pipeline.report.efficiency import (
+    FlopsFn,
+    efficiency_table,
+    mixed_modes,
+    new_tokens,
+    other_share,
+    resolve_flops_model,
+)
 from pipeline.report.evidence import EVIDENCE, coverage_table
 from pipeline.report.headline import point_scale, run_cards
 from pipeline.report.heatmap import heatmaps_for_run
@@ -37,9 +44,10 @@ from pipeline.report.tables import aggregate, benchmark_table, headline_metrics,
 from pipeline.stages.schema import TIMING_COLUMNS
 
 RUN_FIELDS = ("git_commit", "started", "finished", "limit")
-PREDICTION_COLUMNS = ("variant", "method", "budget", "error", "n_visual", "n_kept", "n_text", *TIMING_COLUMNS,
-                      PEAK_MEMORY_COLUMN)
-EFFICIENCY_COLUMNS = ("variant", "method", "budget", "rows", "n_visual", "n_kept", "n_text", "tflops", "reduction",
+PREDICTION_COLUMNS = ("variant", "method", "budget", "error", "n_visual", "n_kept", "n_text", "tokens_equiv",
+                      "budget_mode", "layer_tokens", *TIMING_COLUMNS, PEAK_MEMORY_COLUMN)
+EFFICIENCY_COLUMNS = ("variant", "method", "budget", "budget_mode", "rows", "n_visual", "n_kept", "tokens_equiv",
+                      "n_text", "tflops", "reduction",
                       *TIMING_COLUMNS, PEAK_MEMORY_COLUMN, "retention")
 
 
@@ -185,8 +193,12 @@ def efficiency_section(table: pl.DataFrame, note: str | None, n_new: int, other:
     if other is not None:
         blocks.append(Text(f"The model actor spent {other:.1f}% of its time outside vision/select/prefill/decode "
                            "(all variants together)."))
+    blocks.append(Text("Visual tokens: `n_kept` after the last pruning layer, `tokens_equiv` averaged over the decoder "
+                       "layers (equal for methods that prune before the LLM); `budget_mode` (in-LLM methods): which of "
+                       "the two the budget set. TFLOPs of in-LLM methods count every layer's own visual tokens."))
+    blocks += [Text(f"**Mixed budget modes.** {line}") for line in mixed_modes(table)]
     cols = [c for c in EFFICIENCY_COLUMNS if c in table.columns]
-    digits = {"n_kept": 1, "n_visual": 0, "n_text": 0, "tflops": 3, "reduction": 1, "retention": 1,
+    digits = {"n_kept": 1, "tokens_equiv": 1, "n_visual": 0, "n_text": 0, "tflops": 3, "reduction": 1, "retention": 1,
               PEAK_MEMORY_COLUMN: 0, **{c: 1 for c in TIMING_COLUMNS}}
     return Section("Efficiency", blocks + [Table(table.select(cols), digits, shade="retention")] + off_budget_note(table))
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 import polars as pl
 import pyarrow as pa
 
+from pipeline.model.timing import STEP_TIMINGS
+
 # Model-stage output column (not written): out-of-memory splits of the batch, counted on its first row.
 OOM_SPLITS = "oom_splits"
-STEP_TIMINGS = ("vision_ms", "select_ms", "prefill_ms", "decode_ms")  # the model's four steps, per row, ms
 TIMING_COLUMNS = (*STEP_TIMINGS, "other_ms")  # plus the model actor's time outside them, per row, ms
 # Noun phrases as character spans into the question (``icctp.nouns.Phrase``), written by the nouns stage.
 NOUN_SPANS = pa.list_(pa.struct([("text", pa.string()), ("start", pa.int32()), ("end", pa.int32())]))
@@ -41,7 +42,10 @@ PREDICTION_SCHEMA = pa.schema(
         ("noun_lang", pa.string()),  # extractor the phrases came from: "en" (spaCy) | "zh" (jieba)
         ("center_source", pa.string()),
         ("n_visual", pa.int32()),
-        ("n_kept", pa.int32()),
+        ("n_kept", pa.int32()),  # visual tokens after the last pruning layer (merged ones included)
+        ("tokens_equiv", pa.float64()),  # visual tokens averaged over the decoder layers
+        ("budget_mode", pa.string()),  # in-LLM methods: what the budget meant, "kept" | "equivalent"; else null
+        ("layer_tokens", pa.list_(pa.int32())),  # in-LLM methods: visual tokens of each decoder layer; else null
         ("n_text", pa.int32()),
         ("kept_indices", pa.list_(pa.int32())),
         ("kept_clusters", pa.list_(pa.int32())),
