@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pipeline.model import fastv, generation, steps
+from icctp.layer_pruners import FastVPruner, SparseVLMPruner
+from pipeline.model import compat, generation, layer_prune, steps
 
 EOS, PAD, VOCAB = 4, 0, 5
 
@@ -84,7 +85,7 @@ class KeepAll(generation.PlainRunner):
     row_state = None
 
 
-class FastVKeepAll(fastv.FastVRunner):
+class LayerPruneKeepAll(layer_prune.LayerPruneRunner):
     row_state = None
 
 
@@ -101,7 +102,7 @@ def mixed_eos(tokens: torch.Tensor) -> int:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["llava15", "llava_next"])
-@pytest.mark.parametrize("in_llm", [False, True])
+@pytest.mark.parametrize("in_llm", [None, "fastv", "sparsevlm"])
 def test_tiny_model_tokens_equal_the_loop_that_keeps_every_row(fixtures_root, kind, in_llm):
     from model_batches import fixture_batch
 
@@ -113,11 +114,14 @@ def test_tiny_model_tokens_equal_the_loop_that_keeps_every_row(fixtures_root, ki
     visuals = steps.encode(vlm.model, [prepared.images[r.image_key] for r in rows])
     kept = [steps.Kept(torch.arange(min(v.n_visual, 7 + 40 * i))) for i, v in enumerate(visuals)]  # kept differ
     inputs = steps.assemble(vlm.model, [r.text_ids for r in rows], [r.image_pos for r in rows], visuals, kept)
-    spans = [(r.image_pos, k.n_kept, 5 + 3 * i) for i, (r, k) in enumerate(zip(rows, kept))]
+    n_layers = len(compat.decoder_layers(vlm.model))
 
     def run(eos, compact):
-        if in_llm:
-            runner = (fastv.FastVRunner if compact else FastVKeepAll)(vlm.model, spans)
+        if in_llm:  # a fresh pruner per prefill: SparseVLM keeps per-prefill state
+            pruner = (FastVPruner(32, n_layers, K=1) if in_llm == "fastv"
+                      else SparseVLMPruner(32, n_layers, layers=[0, 1], budget_mode="kept"))
+            runner = (layer_prune.LayerPruneRunner if compact else LayerPruneKeepAll)(
+                vlm.model, pruner, [r.image_pos for r in rows], [k.n_kept for k in kept])
         else:
             runner = (generation.PlainRunner if compact else KeepAll)(vlm.model)
         return steps.generate(vlm.model, inputs, 12, eos, vlm.pad_id, runner=runner).tokens
