@@ -141,7 +141,7 @@ def table_run(tmp_path, table: int, **kw) -> Path:
         1: dict(benchmarks=TEN, methods=("full", "fastv", "dart", "visionzip", "icctp"), budgets=(576, 128, 64, 32)),
         2: dict(benchmarks=FIVE, methods=("full", "fastv", "visionzip", "icctp", "random"), budgets=(576, 128, 64, 32),
                 model="llava-hf/llava-v1.6-vicuna-7b-hf", unscored=()),
-        3: dict(benchmarks=FIVE, methods=("full", "fastv", ("fastervlm", "cls"), "icctp"), budgets=(576, 144, 58, 29),
+        3: dict(benchmarks=FIVE, methods=("full", "fastv", "fastervlm", "icctp"), budgets=(576, 144, 58, 29),
                 model="llava-hf/llava-1.5-13b-hf", unscored=()),
     }
     return write_synthetic_run(tmp_path / f"table{table}", n_samples=3, **{**shapes[table], **kw})
@@ -221,7 +221,7 @@ def test_table2_next_run_names_the_papers_token_counts(tmp_path):
                          "Also in the run, without a row in the table: random@128, random@64, random@32."]
 
 
-def test_table3_fastervlm_is_the_labelled_cls_variant(tmp_path):
+def test_table3_fastervlm_row_is_the_fastervlm_variant(tmp_path):
     comp = load_tables(table_run(tmp_path, 3)).paper
     faster = comp.cells.filter((pl.col("paper_method") == "FasterVLM") & (pl.col("benchmark") == "vqav2"))
     keep = {k: 1 - 0.2 * (1 - k / 576) for k in (144, 58, 29)}

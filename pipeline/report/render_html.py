@@ -92,7 +92,7 @@ def table_html(table: Table) -> str:
                 cells.append(f'<td class="num" data-v="{"" if missing else value!r}"{style}>{text}</td>')
             else:
                 align = ' class="num"' if col in table.right else ""
-                cells.append(f"<td{align}>{inline('' if value is None else str(value))}</td>")
+                cells.append(f"<td{align}>{inline(format_number(None) if value is None else str(value))}</td>")
         rows.append("<tr>" + "".join(cells) + "</tr>")
     return (f'<div class="scroll"><table{cls}><thead><tr>{head}</tr></thead>'
             f"<tbody>{''.join(rows)}</tbody></table></div>")
