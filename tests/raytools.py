@@ -7,6 +7,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -75,29 +76,48 @@ def free_ports(n: int) -> list[int]:
     return ports
 
 
-def start_head(tmp: str) -> tuple[subprocess.Popen, str]:
-    """``ray start --head --block`` on private ports and temp dir; returns (process, dashboard URL)."""
+@dataclass(frozen=True)
+class RayHead:
+    """A local Ray head started by ``start_head``: ``address`` (GCS, for ``ray.init`` and ``eval_all
+    --address``), ``dashboard`` (URL, for ``ray job submit --address``), ``tmp`` (its temp dir) and
+    ``process`` (the ``ray start --block`` process, leader of its process group)."""
+
+    address: str
+    dashboard: str
+    tmp: str
+    process: subprocess.Popen
+
+    def stop(self) -> None:
+        """SIGKILL the head's process group and every process still using its temp dir."""
+        kill_started(self.tmp, group=self.process.pid)
+        self.process.wait()
+
+
+def start_head(tmp: str, num_cpus: int = 4) -> RayHead:
+    """``ray start --head --block`` on 127.0.0.1, private ports and temp dir ``tmp``; returns once its
+    dashboard answers (jobs can then be submitted)."""
     import urllib.request
 
     gcs, dash, client, agent_http, agent_grpc, env_agent, metrics, nm, om = free_ports(9)
     ray_bin = str(Path(sys.executable).parent / "ray")
     proc = subprocess.Popen(
-        [ray_bin, "start", "--head", "--block", f"--temp-dir={tmp}", f"--port={gcs}", "--num-cpus=4",
+        [ray_bin, "start", "--head", "--block", f"--temp-dir={tmp}", "--node-ip-address=127.0.0.1",
+         f"--port={gcs}", f"--num-cpus={num_cpus}",
          "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}",
          f"--ray-client-server-port={client}", f"--dashboard-agent-listen-port={agent_http}",
          f"--dashboard-agent-grpc-port={agent_grpc}", f"--runtime-env-agent-port={env_agent}",
          f"--metrics-export-port={metrics}", f"--node-manager-port={nm}", f"--object-manager-port={om}",
          "--disable-usage-stats"],
         env=ray_env(tmp), start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{dash}"
+    head = RayHead(f"127.0.0.1:{gcs}", f"http://127.0.0.1:{dash}", tmp, proc)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"ray start --head exited with {proc.returncode}")
         try:
-            urllib.request.urlopen(f"{url}/api/version", timeout=2)
-            return proc, url
+            urllib.request.urlopen(f"{head.dashboard}/api/version", timeout=2)
+            return head
         except OSError:
-            time.sleep(1)
-    kill_started(tmp, group=proc.pid)
+            time.sleep(0.5)
+    head.stop()
     raise RuntimeError("the Ray head's dashboard did not come up within 120 s")

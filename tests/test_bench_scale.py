@@ -38,6 +38,7 @@ def test_synthesized_split_has_the_vqav2_schema_and_adjacent_images(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.bench
 @pytest.mark.timeout(1200)  # two jobs, each starting Ray and its actors
 def test_small_run_killed_and_resumed_loses_and_duplicates_nothing(tmp_path):
     tmp = short_tmpdir()

@@ -21,14 +21,10 @@ CASES = {
 }
 
 
-def predictions(kind: str) -> dict[str, list[dict]]:
-    """``{"kind/method@budget": [fields per sample]}`` for the drawn samples of ``kind``."""
-    from pipeline.fixtures import tiny_model_path
-    from pipeline.model import load_vlm
-
+def predictions(vlm, kind: str) -> dict[str, list[dict]]:
+    """``{"kind/method@budget": [fields per sample]}`` for the drawn samples of ``kind`` on ``vlm``."""
     count, make, variants = CASES[kind]
     samples = [make(i) for i in range(count)]  # noun spans from the pipeline's extractor
-    vlm = load_vlm(tiny_model_path(kind))
     out = {}
     for method, budget in variants:
         results = vlm.generate(samples, method=method, budget=budget, max_new_tokens=6)
@@ -37,9 +33,9 @@ def predictions(kind: str) -> dict[str, list[dict]]:
 
 
 @pytest.mark.parametrize("kind", list(CASES))
-def test_predictions_equal_the_golden_file(kind, fixtures_root):
+def test_predictions_equal_the_golden_file(kind, request):
     golden = {k: v for k, v in json.loads(GOLDEN.read_text()).items() if k.startswith(kind + "/")}
-    got = predictions(kind)
+    got = predictions(request.getfixturevalue(f"{kind}_vlm"), kind)
     assert sorted(got) == sorted(golden)
     for key, rows in golden.items():
         for i, (want, have) in enumerate(zip(rows, got[key], strict=True)):

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 from test_model_llava import drawing, png, sample
 
-from pipeline.model import images, load_vlm
+from pipeline.model import images
 
 
 def encoded(im: Image.Image, fmt: str = "PNG") -> bytes:
@@ -56,8 +56,8 @@ def test_same_picture_as_bytes_or_pil_has_one_key():
 
 
 @pytest.fixture(scope="module")
-def vlm(fixtures_root):
-    return load_vlm(fixtures_root / "models" / "llava15")
+def vlm(llava15_vlm):
+    return llava15_vlm
 
 
 @pytest.mark.slow

@@ -8,7 +8,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from icctp.nouns import Phrase
-from pipeline.model import compat, generation, load_vlm, vision
+from pipeline.model import compat, generation, vision
 from pipeline.nlp import question_phrases
 
 SHAPES = [("red", (400, 300), "What color is the circle?"),
@@ -49,13 +49,17 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def path(fixtures_root):
-    return fixtures_root / "models" / "llava15"
+def vlm(llava15_vlm):
+    return llava15_vlm
 
 
 @pytest.fixture(scope="module")
-def vlm(path):
-    return load_vlm(path)
+def eager(fixtures_root):
+    """The same checkpoint with eager attention, which can return attention weights."""
+    from transformers import LlavaForConditionalGeneration
+
+    return LlavaForConditionalGeneration.from_pretrained(fixtures_root / "models" / "llava15",
+                                                         attn_implementation="eager").eval()
 
 
 def _stock(vlm, s, max_new_tokens):
@@ -80,10 +84,7 @@ def _capture_first_logits(monkeypatch):
     return captured
 
 
-def test_cls_attention_hook_matches_eager(path, vlm):
-    from transformers import LlavaForConditionalGeneration
-
-    eager = LlavaForConditionalGeneration.from_pretrained(path, attn_implementation="eager").eval()
+def test_cls_attention_hook_matches_eager(vlm, eager):
     images = [drawing(c, s) for c, s, _ in SHAPES[:3]]
     pixels = vlm.processor.image_processor(images, return_tensors="pt")["pixel_values"]
     feature_layer = vlm.model.config.vision_feature_layer
@@ -264,10 +265,7 @@ def test_in_llm_unreachable_budget_is_a_row_error(vlm):
     assert all(o["prediction"] is None and "unreachable" in o["error"] for o in out)
 
 
-def test_fastv_keeps_top_last_token_attention_of_eager_model(path, vlm):
-    from transformers import LlavaForConditionalGeneration
-
-    eager = LlavaForConditionalGeneration.from_pretrained(path, attn_implementation="eager").eval()
+def test_fastv_keeps_top_last_token_attention_of_eager_model(vlm, eager):
     s = sample(3)
     inputs = vlm.processor(images=Image.open(io.BytesIO(s["image"])), text=vlm.render(s["prompt"]),
                            return_tensors="pt")

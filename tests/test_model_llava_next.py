@@ -9,7 +9,7 @@ from PIL import Image
 from test_model_llava import SHAPES, drawing, png, spans
 
 from icctp.budget import scaled_budget, split_budget
-from pipeline.model import generation, llava_next, load_vlm, steps
+from pipeline.model import generation, llava_next, steps
 
 SIZES = [(300, 300), (600, 300), (300, 600), (640, 480), (200, 500), (700, 690)]
 
@@ -30,8 +30,8 @@ def encoded(vlm, images):
 
 
 @pytest.fixture(scope="module")
-def vlm(fixtures_root):
-    return load_vlm(fixtures_root / "models" / "llava_next")
+def vlm(llava_next_vlm):
+    return llava_next_vlm
 
 
 def test_packing_matches_stock(vlm):

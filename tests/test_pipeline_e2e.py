@@ -1,30 +1,55 @@
-"""End to end on the fixtures: every row once, error rows kept, resume after SIGKILL, determinism."""
+"""End to end on the fixtures, on the session's Ray head: one run submitted with ``ray job submit`` (the
+cluster path) whose run directory the tests read (every row once, error rows kept, Chinese nouns,
+budgets), resume after SIGKILL of a job, ``--retry-errors``, and determinism between these runs."""
 from __future__ import annotations
 
 import subprocess
+import sys
 import time
 import warnings
 from pathlib import Path
 
 import polars as pl
 import pytest
-from raytools import REPO, eval_all_cmd, kill_started, ray_env, short_tmpdir
+from raytools import REPO, eval_all_cmd, kill_started, ray_env
 
 pytestmark = pytest.mark.slow
-MANIFEST = str(REPO / "tests" / "data" / "e2e.yaml")
+MANIFEST = "tests/data/e2e.yaml"  # relative: the submitted job runs in its uploaded copy of the repository
 LIMIT = "12"
 VOLATILE = ["run_id", "vision_ms", "select_ms", "prefill_ms", "decode_ms", "other_ms"]
 KEY = ["benchmark", "method", "budget", "sample_id"]
 
 
-def run_job(out: Path, timeout: float = 600) -> subprocess.CompletedProcess:
-    tmp = short_tmpdir()
-    try:
-        return subprocess.run(eval_all_cmd("--manifest", MANIFEST, "--limit", LIMIT, "--output", str(out),
-                                           "--address", "local"),
-                              env=ray_env(tmp), cwd=REPO, capture_output=True, text=True, timeout=timeout)
-    finally:
-        kill_started(tmp)
+def eval_all_in_process(address: str, out: Path, *args: str) -> str:
+    """``jobs/eval_all.py`` on the e2e manifest, run in this process as a driver of the cluster at
+    ``address``; its stdout."""
+    import contextlib
+    import io
+
+    from jobs.eval_all import main
+
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout):
+        code = main(["--manifest", str(REPO / MANIFEST), "--limit", LIMIT, "--output", str(out), "--address", address,
+                     *args])
+    assert code == 0, stdout.getvalue()[-3000:]
+    return stdout.getvalue()
+
+
+def alive_actors(address: str) -> set[str]:
+    """Ids of the live actors of the cluster at ``address``."""
+    from ray.util.state import list_actors
+
+    return {a.actor_id for a in list_actors(address=address, filters=[("state", "=", "ALIVE")], limit=10_000)}
+
+
+def wait_for_actors(address: str, allowed: set[str], timeout: float = 120) -> None:
+    """Block until every live actor of the cluster is in ``allowed`` (a killed driver's actors die with it;
+    Ray Data's own detached actors, started by an earlier job, stay)."""
+    deadline = time.monotonic() + timeout
+    while extra := alive_actors(address) - allowed:
+        assert time.monotonic() < deadline, f"{len(extra)} actors of the killed job still alive"
+        time.sleep(0.5)
 
 
 def predictions(run: Path) -> pl.DataFrame:
@@ -33,10 +58,16 @@ def predictions(run: Path) -> pl.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def full_run(tmp_path_factory, fixtures_root):
+def full_run(tmp_path_factory, fixtures_root, ray_head):
+    """``ray job submit --working-dir <repo> -- python jobs/eval_all.py`` on the e2e manifest: (run dir, stdout)."""
     out = tmp_path_factory.mktemp("runs") / "uninterrupted"
-    proc = run_job(out)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "ray"), "job", "submit", "--address", ray_head.dashboard,
+         "--working-dir", str(REPO), "--", "python", "jobs/eval_all.py", "--manifest", MANIFEST, "--limit", LIMIT,
+         "--output", str(out)],
+        env=ray_env(ray_head.tmp), cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    assert "succeeded" in proc.stdout
     return out, proc.stdout
 
 
@@ -47,7 +78,7 @@ def test_every_input_row_yields_one_row_per_variant(full_run, fixtures_root):
     n_in = inputs.group_by("benchmark").len().sort("benchmark")
     bad_total = pl.read_parquet(fixtures_root / "data" / "bad_rows.parquet").height
     assert dict(n_in.iter_rows()) == {"bad_rows": min(bad_total, 12), "mmbench_cn": 12, "mmbench_cn_en": 12,
-                                      "pope": 12, "vqav2": 12}
+                                      "pope": 12, "toyworld_vqav2": 12, "vqav2": 12}
     variants = {("full", 576), ("icctp", 64), ("random", 64)}
     for (bench, method, budget), g in preds.group_by("benchmark", "method", "budget"):
         assert (method, budget) in variants
@@ -79,7 +110,8 @@ def test_chinese_questions_get_chinese_nouns_and_heatmaps_draw_them(full_run, tm
     run, _ = full_run
     icctp = predictions(run).filter(pl.col("method") == "icctp")
     langs = dict(icctp.group_by("benchmark").agg(pl.col("noun_lang").unique()).iter_rows())
-    assert langs == {"bad_rows": ["en"], "mmbench_cn": ["zh"], "mmbench_cn_en": ["en"], "pope": ["en"], "vqav2": ["en"]}
+    assert langs == {"bad_rows": ["en"], "mmbench_cn": ["zh"], "mmbench_cn_en": ["en"], "pope": ["en"],
+                     "toyworld_vqav2": ["en"], "vqav2": ["en"]}
     cn = icctp.filter(pl.col("benchmark") == "mmbench_cn")
     assert (cn["center_source"] == "nouns").all()
     assert all(p and all("\u4e00" <= ch <= "\u9fff" for ch in "".join(p)) for p in cn["noun_phrases"].to_list())
@@ -90,6 +122,19 @@ def test_chinese_questions_get_chinese_nouns_and_heatmaps_draw_them(full_run, tm
     assert any(p.name.startswith("mmbench_cn_") and not p.name.startswith("mmbench_cn_en") for p in paths)
 
 
+def test_evidence_patches_reach_the_predictions_and_the_report(full_run):
+    run, _ = full_run
+    preds = predictions(run)
+    inputs = pl.concat([pl.read_parquet(f) for f in sorted((run / "inputs" / "benchmark=toyworld_vqav2").glob("shard-*"))])
+    toy = preds.filter(pl.col("benchmark") == "toyworld_vqav2").join(
+        inputs.select("sample_id", pl.col("evidence_patches").alias("given")), on="sample_id")
+    assert toy.height == 3 * inputs.height == 36
+    assert toy["evidence_patches"].to_list() == toy["given"].to_list() and toy["given"].list.len().min() > 0
+    assert preds.filter(pl.col("benchmark") != "toyworld_vqav2")["evidence_patches"].null_count() == \
+        preds.height - toy.height
+    assert "## Evidence coverage" in (run / "report.md").read_text()
+
+
 def test_pruned_rows_keep_the_budget(full_run):
     preds = predictions(full_run[0]).filter(pl.col("error").is_null())
     full = preds.filter(pl.col("method") == "full")
@@ -98,12 +143,16 @@ def test_pruned_rows_keep_the_budget(full_run):
     assert (pruned["n_kept"] == 64).all() and (pruned["kept_indices"].list.len() == 64).all()
 
 
-def test_resume_after_sigkill_equals_uninterrupted_run(full_run, tmp_path):
+def test_resume_after_sigkill_with_retry_errors_equals_uninterrupted_run(full_run, tmp_path, ray_head):
+    """A job SIGKILLed once it has written two part files leaves no metrics; resuming it with
+    ``--retry-errors`` runs exactly what is missing plus every error row written so far (two rows made
+    to look like transient failures, and the bad inputs, which fail again), and ends with the
+    uninterrupted run's predictions and metrics, no row duplicated."""
     out = tmp_path / "killed"
-    tmp = short_tmpdir()
+    before = alive_actors(ray_head.address)
     proc = subprocess.Popen(eval_all_cmd("--manifest", MANIFEST, "--limit", LIMIT, "--output", str(out),
-                                         "--address", "local"),
-                            env=ray_env(tmp), cwd=REPO, start_new_session=True,
+                                         "--address", ray_head.address),
+                            env=ray_env(ray_head.tmp), cwd=REPO, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 400
     try:
@@ -113,14 +162,27 @@ def test_resume_after_sigkill_equals_uninterrupted_run(full_run, tmp_path):
             time.sleep(0.1)
         assert proc.poll() is None, "the job finished before it could be killed"
     finally:
-        kill_started(tmp, group=proc.pid)
+        kill_started(str(out), group=proc.pid)  # the driver's process group (its command line names ``out``)
         proc.wait()
-    partial = len(list((out / "predictions").rglob("part-*.parquet")))
-    assert partial >= 2 and not (out / "metrics.parquet").exists()
+    wait_for_actors(ray_head.address, before)
+    parts = sorted((out / "predictions").rglob("part-*.parquet"))
+    assert len(parts) >= 2 and not (out / "metrics.parquet").exists()
 
-    again = run_job(out)
-    assert again.returncode == 0, again.stderr[-5000:]
-    resumed, reference = predictions(out), predictions(full_run[0])
+    part = max(parts, key=lambda f: pl.read_parquet(f)["error"].null_count())
+    table = pl.read_parquet(part)
+    transient = [i for i, error in enumerate(table["error"].to_list()) if error is None][:2]
+    hit = pl.lit(pl.Series([i in transient for i in range(table.height)]))
+    table.with_columns(pl.when(hit).then(None).otherwise(pl.col("prediction")).alias("prediction"),
+                       pl.when(hit).then(pl.lit("RuntimeError: transient")).otherwise(pl.col("error")).alias("error"),
+                       ).write_parquet(part)
+    written = pl.concat([pl.read_parquet(f, columns=["error"]) for f in parts])
+    reference = predictions(full_run[0])
+    assert len(transient) == 2 and written["error"].is_not_null().sum() >= 2
+
+    stdout = eval_all_in_process(ray_head.address, out, "--retry-errors")
+    todo = reference.height - written.height + written["error"].is_not_null().sum()
+    assert f"({todo} new)" in stdout
+    resumed = predictions(out)
     assert resumed.select(KEY).is_duplicated().sum() == 0
     assert resumed.select(KEY).equals(reference.select(KEY))
     differing = [c for c in resumed.columns if not resumed[c].equals(reference[c])]
@@ -128,32 +190,3 @@ def test_resume_after_sigkill_equals_uninterrupted_run(full_run, tmp_path):
                                reference.filter(resumed[c] != reference[c])[c].head(3).to_list()) for c in differing}
     assert pl.read_parquet(out / "metrics.parquet").sort("benchmark", "method", "budget", "metric").equals(
         pl.read_parquet(full_run[0] / "metrics.parquet").sort("benchmark", "method", "budget", "metric"))
-
-
-def test_retry_errors_replaces_error_rows_and_equals_uninterrupted_run(full_run, tmp_path):
-    import shutil
-
-    out = tmp_path / "with_errors"
-    shutil.copytree(full_run[0], out)
-    part = sorted((out / "predictions" / "benchmark=pope").rglob("part-*.parquet"))[0]
-    table = pl.read_parquet(part)
-    broken = table.with_columns(
-        pl.when(pl.int_range(pl.len()) < 2).then(None).otherwise(pl.col("prediction")).alias("prediction"),
-        pl.when(pl.int_range(pl.len()) < 2).then(pl.lit("RuntimeError: transient")).otherwise(pl.col("error"))
-        .alias("error"))
-    broken.write_parquet(part)
-
-    tmp = short_tmpdir()
-    try:
-        proc = subprocess.run(eval_all_cmd("--manifest", MANIFEST, "--limit", LIMIT, "--output", str(out),
-                                           "--address", "local", "--retry-errors"),
-                              env=ray_env(tmp), cwd=REPO, capture_output=True, text=True, timeout=600)
-    finally:
-        kill_started(tmp)
-    assert proc.returncode == 0, proc.stderr[-5000:]
-    reference = predictions(full_run[0])
-    input_errors = reference["error"].is_not_null().sum()  # bad_rows: retried too, and they fail again
-    assert f"({min(2, table.height) + input_errors} new)" in proc.stdout
-    retried = predictions(out)
-    assert retried.select(KEY).is_duplicated().sum() == 0
-    assert retried.drop("run_id", strict=False).equals(reference.drop("run_id", strict=False))

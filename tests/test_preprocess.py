@@ -104,7 +104,7 @@ def test_image_processor_runs_once_per_distinct_image(fixtures_root, monkeypatch
 
 
 @pytest.mark.slow
-def test_predictions_equal_those_recorded_before_the_preprocess_stage(fixtures_root, tmp_path):
+def test_predictions_equal_those_recorded_before_the_preprocess_stage(fixtures_root, tmp_path, request):
     from pipeline.fixtures import tiny_model_path
     from pipeline.stages.nouns import NounStage
     from pipeline.stages.vlm import VLMStage
@@ -116,7 +116,8 @@ def test_predictions_equal_those_recorded_before_the_preprocess_stage(fixtures_r
         for kind in CASES:
             path = str(tiny_model_path(kind))
             variants = [Variant(m, m, b) for m, b in VARIANTS[kind]]
-            pre, vlm = PreprocessStage(path, "float32"), VLMStage(path, variants, "golden", 4, "float32", "cpu")
+            model = request.getfixturevalue(f"{kind}_vlm")  # what VLMStage(path, ..., "float32", "cpu") loads
+            pre, vlm = PreprocessStage(path, "float32"), VLMStage.from_vlm(model, variants, "golden", 4)
             for table in input_rows(kind, tmp_path):
                 table = nouns(table)
                 for start in range(0, table.num_rows, 6):

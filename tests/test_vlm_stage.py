@@ -47,9 +47,7 @@ class FakeVLM:
 
 
 def stage(variants):
-    s = VLMStage.__new__(VLMStage)
-    s.vlm, s.variants, s.run_id, s.max_new_tokens = FakeVLM(), variants, "r", 4
-    return s
+    return VLMStage.from_vlm(FakeVLM(), variants, "r", 4)
 
 
 def rows(seeds, pending=None, benchmarks=None, phrases=None, langs=None):

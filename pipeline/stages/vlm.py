@@ -51,7 +51,19 @@ class VLMStage:
                  dtype: str | None = None, device: str | None = None, max_batch_tokens: int | None = None):
         from pipeline.model import load_vlm
 
-        self.vlm = load_vlm(model_path, device=device or _default_device(), dtype=dtype)
+        self._bind(load_vlm(model_path, device=device or _default_device(), dtype=dtype), variants, run_id,
+                   max_new_tokens)
+
+    @classmethod
+    def from_vlm(cls, vlm, variants: list[Variant], run_id: str, max_new_tokens: int | dict[str, int]) -> VLMStage:
+        """The stage around an already loaded ``vlm`` (a ``VLM``, or anything with its ``answer``,
+        ``reuse_vision``, ``device`` and ``dtype``): one model shared by several stages in a process."""
+        stage = cls.__new__(cls)
+        stage._bind(vlm, variants, run_id, max_new_tokens)
+        return stage
+
+    def _bind(self, vlm, variants: list[Variant], run_id: str, max_new_tokens: int | dict[str, int]) -> None:
+        self.vlm = vlm
         self.variants = variants
         self.run_id = run_id
         self.max_new_tokens = max_new_tokens
