@@ -18,7 +18,7 @@ heads), with a word-level tokenizer over the toy world's words. Its premise is p
    directions orthogonal to every word embedding.
 3. Stage L trains the rest of the LM (vision frozen) on the answer token and ``</s>``, with head 0
    of layer 2 supervised to attend from the answer position to the question's attribute word, and
-   visual-token dropout as pruning does it: the target's patches plus a subset of the others, in
+   visual-token dropout as pruning does it: the asked object's patches plus a subset of the others, in
    raster order, positions contiguous; three phases, the last two drawing object patches 20×
    likelier (pruned inputs are object-dense, random subsets are not).
 
@@ -245,11 +245,12 @@ def construct_lookup_head(model, attribute_ids: list[int], scale: float = 30.0, 
 
 
 
-def kept_subset(rng, scene, n_keep: int, object_bias: bool) -> torch.Tensor:
-    """Target patches + ``n_keep - |target|`` others (object patches 20× likelier if biased), sorted."""
+def kept_subset(rng, scene, kind: str, n_keep: int, object_bias: bool) -> torch.Tensor:
+    """The asked object's patches (``tw.evidence``) + ``n_keep - |evidence|`` others (object patches
+    20× likelier if biased), sorted."""
     if n_keep >= tw.N_PATCHES:
         return torch.arange(tw.N_PATCHES)
-    must = np.flatnonzero(scene.obj == 0)
+    must = np.asarray(tw.evidence(scene, kind), dtype=np.int64)
     others = np.setdiff1d(np.arange(tw.N_PATCHES), must)
     p = None
     if object_bias:
@@ -278,8 +279,8 @@ def train_language(model, world, pool, frozen, steps: int, lr: float, object_bia
         biased = rng.random() < object_bias_p
         seqs, answer_pos, attr_pos, answers = [], [], [], []
         for b, scene in enumerate(scenes):
-            keep = kept_subset(rng, scene, n_keep, biased)
             for kind in rng.choice(tw.QUESTION_TYPES, per_image, replace=False):
+                keep = kept_subset(rng, scene, kind, n_keep, biased)
                 q, a = tw.question(scene, kind)
                 ids, image_pos, attribute_pos = world.prompt(q, a)
                 text = table[torch.tensor(ids)]
@@ -319,9 +320,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--vision-steps", type=int, default=80)
-    parser.add_argument("--pool", type=int, default=768, help="scenes drawn once for stage L")
-    parser.add_argument("--lm-steps", type=int, default=890, help="phase 1: random kept subsets, lr 3e-3")
-    parser.add_argument("--finetune-steps", type=int, default=380, help="phases 2 and 3 each, lr 1e-3")
+    parser.add_argument("--pool", type=int, default=3072, help="scenes drawn once for stage L")
+    parser.add_argument("--lm-steps", type=int, default=1100, help="phase 1: random kept subsets, lr 3e-3")
+    parser.add_argument("--finetune-steps", type=int, default=450, help="phases 2 and 3 each, lr 1e-3")
     args = parser.parse_args()
     torch.set_num_threads(1)
     log_rows = []
