@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import datasets
 import numpy as np
@@ -96,3 +97,19 @@ def test_pope_is_balanced_over_three_categories_and_absent_objects_have_no_evide
 def test_question_count_below_one_is_an_error(tmp_path):
     with pytest.raises(ValueError, match="question count"):
         tw.write_tables(tmp_path, seed=0, n=0)
+
+
+def test_fixture_cache_is_keyed_by_the_builders_code_and_parameters(tmp_path):
+    import shutil
+
+    import pipeline.fixtures as fixtures
+
+    package = Path(fixtures.__file__).parent
+    for name in fixtures.BUILDERS:
+        shutil.copy(package / name, tmp_path / name)
+    key = fixtures.fixture_key(tmp_path)
+    assert key == fixtures.fixture_key(package) and fixtures.fixtures_root().name == key
+    assert fixtures.fixture_key(tmp_path, (fixtures.TOYWORLD_SEED, fixtures.TOYWORLD_QUESTIONS + 1)) != key
+    generator = tmp_path / "toyworld.py"
+    generator.write_text(generator.read_text().replace("N_OBJECTS = (25, 45)", "N_OBJECTS = (25, 46)"))
+    assert fixtures.fixture_key(tmp_path) != key

@@ -24,7 +24,15 @@ from pipeline.report.runs import (
     read_run_info,
     scan_predictions,
 )
-from pipeline.report.tables import aggregate, benchmark_table, headline_metrics, scored, to_markdown
+from pipeline.report.tables import (
+    TABLE_KEYS,
+    aggregate,
+    benchmark_table,
+    headline_metrics,
+    scored,
+    shown_table,
+    to_markdown,
+)
 from pipeline.stages.schema import TIMING_COLUMNS
 
 RUN_FIELDS = ("git_commit", "started", "finished", "limit")
@@ -176,7 +184,12 @@ def write_report(run_dir: Path, *, heatmaps: int = 0, heatmap_variant: str | Non
         for bench in sorted(t.head["benchmark"].unique()):
             metric = t.head.filter(pl.col("benchmark") == bench)["metric"][0]
             table = benchmark_table(t.metrics, t.head, bench, t.cards.get(bench))
-            lines += [f"### {bench} (headline: {metric})", "", to_markdown(table, {"retention": 1}, 2), ""]
+            shown = shown_table(table, metric, t.cards.get(bench, bench))
+            lines += [f"### {bench} (headline: {metric})", "", to_markdown(shown, {"retention": 1}, 2), ""]
+            if shown.width < table.width:
+                csv = f"report_{bench}.csv"
+                table.write_csv(run_dir / csv)
+                lines += [f"All {table.width - len(TABLE_KEYS)} metrics: [{csv}]({csv}).", ""]
         lines += interval_section(t.head, t.cards)
     coverage = coverage_table(scan_predictions(run_dir))
     if coverage is not None:
