@@ -18,7 +18,7 @@ heads), with a word-level tokenizer over the toy world's words. Its premise is p
    directions orthogonal to every word embedding.
 3. Stage L trains the rest of the LM (vision frozen) on the answer token and ``</s>``, with head 0
    of layer 2 supervised to attend from the answer position to the question's attribute word, and
-   visual-token dropout as pruning does it: the target's patches plus a subset of the others, in
+   visual-token dropout as pruning does it: the asked object's patches plus a subset of the others, in
    raster order, positions contiguous; three phases, the last two drawing object patches 20×
    likelier (pruned inputs are object-dense, random subsets are not).
 
@@ -238,6 +238,15 @@ def construct_lookup_head(model, attribute_ids: list[int], scale: float = 30.0, 
         sa.v_proj.weight[n] = sv * attr.sum(0)
         sa.o_proj.weight[:, n] = sv * spare[n]
         lm.layers[0].input_layernorm.weight.fill_(1.0)
+    return frozen_head(model)
+
+
+def frozen_head(model):
+    """(weight, index, value) of head 0 of LM layer 1 and that layer's input norm, as they are now:
+    what ``train_language`` re-imposes after every step."""
+    lm = model.model.language_model
+    head_dim = lm.config.hidden_size // lm.config.num_attention_heads
+    sa = lm.layers[0].self_attn
     frozen = [(sa.q_proj.weight, (slice(0, head_dim),)), (sa.k_proj.weight, (slice(0, head_dim),)),
               (sa.v_proj.weight, (slice(0, head_dim),)), (sa.o_proj.weight, (slice(None), slice(0, head_dim))),
               (lm.layers[0].input_layernorm.weight, (slice(None),))]
@@ -245,11 +254,12 @@ def construct_lookup_head(model, attribute_ids: list[int], scale: float = 30.0, 
 
 
 
-def kept_subset(rng, scene, n_keep: int, object_bias: bool) -> torch.Tensor:
-    """Target patches + ``n_keep - |target|`` others (object patches 20× likelier if biased), sorted."""
+def kept_subset(rng, scene, kind: str, n_keep: int, object_bias: bool) -> torch.Tensor:
+    """The asked object's patches (``tw.evidence``) + ``n_keep - |evidence|`` others (object patches
+    20× likelier if biased), sorted."""
     if n_keep >= tw.N_PATCHES:
         return torch.arange(tw.N_PATCHES)
-    must = np.flatnonzero(scene.obj == 0)
+    must = np.asarray(tw.evidence(scene, kind), dtype=np.int64)
     others = np.setdiff1d(np.arange(tw.N_PATCHES), must)
     p = None
     if object_bias:
@@ -278,8 +288,8 @@ def train_language(model, world, pool, frozen, steps: int, lr: float, object_bia
         biased = rng.random() < object_bias_p
         seqs, answer_pos, attr_pos, answers = [], [], [], []
         for b, scene in enumerate(scenes):
-            keep = kept_subset(rng, scene, n_keep, biased)
             for kind in rng.choice(tw.QUESTION_TYPES, per_image, replace=False):
+                keep = kept_subset(rng, scene, kind, n_keep, biased)
                 q, a = tw.question(scene, kind)
                 ids, image_pos, attribute_pos = world.prompt(q, a)
                 text = table[torch.tensor(ids)]
@@ -322,6 +332,8 @@ def main() -> None:
     parser.add_argument("--pool", type=int, default=768, help="scenes drawn once for stage L")
     parser.add_argument("--lm-steps", type=int, default=890, help="phase 1: random kept subsets, lr 3e-3")
     parser.add_argument("--finetune-steps", type=int, default=380, help="phases 2 and 3 each, lr 1e-3")
+    parser.add_argument("--resume", type=Path, help="a checkpoint of this script: skip stage V (its tower, projector "
+                        "and lookup head stay as they are) and continue stage L with fresh scenes")
     args = parser.parse_args()
     torch.set_num_threads(1)
     log_rows = []
@@ -330,30 +342,48 @@ def main() -> None:
         log_rows.append(row)
         print(json.dumps(row), flush=True)
 
-    processor = build_processor()
-    model = build_model(processor.tokenizer, args.seed)
-    world = World(model, processor, 1000 + args.seed)
     times = {}
     start = time.time()
-    train_vision(model, world, args.vision_steps, batch=12, lr=3e-3, log=log)
+    if args.resume:
+        from transformers import LlavaForConditionalGeneration
+
+        processor = build_processor()  # the checkpoint's own, rebuilt (saved files stay byte-identical)
+        model = LlavaForConditionalGeneration.from_pretrained(args.resume)
+        for p in model.parameters():
+            p.requires_grad_(False)
+        for p in model.model.language_model.parameters():
+            p.requires_grad_(True)
+        model.model.language_model.embed_tokens.weight.requires_grad_(False)
+        model.lm_head.weight.requires_grad_(True)
+        world = World(model, processor, 2000 + args.seed)
+    else:
+        processor = build_processor()
+        model = build_model(processor.tokenizer, args.seed)
+        world = World(model, processor, 1000 + args.seed)
+        train_vision(model, world, args.vision_steps, batch=12, lr=3e-3, log=log)
     times["vision_s"] = round(time.time() - start, 1)
     t = time.time()
     pool = scene_pool(model, world, args.pool)
     times["pool_s"] = round(time.time() - t, 1)
     model.model.language_model.config._attn_implementation = "eager"
     torch.manual_seed(args.seed + 1)
-    frozen = construct_lookup_head(model, processor.tokenizer.convert_tokens_to_ids(ATTRIBUTES))
-    for phase, steps, lr, bias in (("L1", args.lm_steps, 3e-3, 0.0), ("L2", args.finetune_steps, 1e-3, 0.3),
-                                   ("L3", args.finetune_steps, 1e-3, 0.6)):
+    frozen = frozen_head(model) if args.resume else \
+        construct_lookup_head(model, processor.tokenizer.convert_tokens_to_ids(ATTRIBUTES))
+    phases = [("L1", args.lm_steps, 3e-3, 0.0), ("L2", args.finetune_steps, 1e-3, 0.3),
+              ("L3", args.finetune_steps, 1e-3, 0.6)]
+    for phase, steps, lr, bias in [p for p in phases if p[1] > 0]:
         t = time.time()
         train_language(model, world, pool, frozen, steps, lr, bias, full_p=0.1, images=16, per_image=2, phase=phase, log=log)
         times[f"{phase}_s"] = round(time.time() - t, 1)
         times["total_s"] = round(time.time() - start, 1)
-        summary = dict(seed=args.seed, vision_steps=args.vision_steps, pool=args.pool, lm_steps=args.lm_steps,
+        summary = dict(seed=args.seed, resume=str(args.resume) if args.resume else None,
+                       vision_steps=0 if args.resume else args.vision_steps, pool=args.pool, lm_steps=args.lm_steps,
                        finetune_steps=args.finetune_steps, phases_done=phase,
                        n_params=sum(p.numel() for p in model.parameters()), torch=torch.__version__, **times)
-        save(model, processor, args.out if phase == "L3" else args.out.with_name(f"{args.out.name}.{phase}"),
-             dict(summary=summary, log=log_rows))
+        record = dict(summary=summary, log=log_rows)
+        if args.resume:
+            record["base"] = json.loads((args.resume / "training.json").read_text())["summary"]
+        save(model, processor, args.out if phase == "L3" else args.out.with_name(f"{args.out.name}.{phase}"), record)
     print(json.dumps(summary), flush=True)
 
 

@@ -87,6 +87,25 @@ def test_unknown_model_says_why_no_tflops(tmp_path):
     assert "| tflops |" not in text
 
 
+def test_the_toy_world_model_gets_tflops_from_its_own_config(tmp_path):
+    from icctp.flops import llava_flops
+    from pipeline.fixtures import tiny_model_path
+    from pipeline.report.runs import model_config
+
+    run = write_synthetic_run(tmp_path / "run", benchmarks=("vqav2",), methods=("full", "icctp"),
+                              budgets=(576, 64), n_samples=2)
+    info = json.loads((run / "run.json").read_text())
+    info["manifest"]["model"] = {"path": "fixture:toyworld"}
+    (run / "run.json").write_text(json.dumps(info))
+    config = model_config(info)
+    assert config.text_config.hidden_size == 128 and config.vision_config.num_hidden_layers == 2
+    assert model_config({"manifest": {"model": {"path": str(tiny_model_path("toyworld"))}}}).to_dict() == config.to_dict()
+    tables = load_tables(run)
+    assert tables.flops_note is None
+    pruned = tables.efficiency.filter(pl.col("method") == "icctp").row(0, named=True)
+    assert pruned["tflops"] == pytest.approx(llava_flops(config, 64, 40, 16)["total"] / 1e12)
+
+
 def test_peak_memory_is_reported_when_recorded(tmp_path):
     run = write_synthetic_run(tmp_path / "run", benchmarks=("vqav2",), methods=("full", "icctp"),
                               budgets=(576, 64), n_samples=2)
@@ -127,3 +146,27 @@ def test_other_share_is_the_actor_time_outside_the_steps():
                          "decode_ms": [3.0, 3.0, 0.0], "other_ms": [2.0, 4.0, None]})
     assert other_share(rows) == pytest.approx(100.0 * 6.0 / 42.0)
     assert other_share(rows.drop("other_ms")) is None
+
+
+def test_a_many_metric_benchmark_shows_its_quoted_metrics_and_links_the_full_csv(tmp_path):
+    from pipeline.evaluators.pope import pope_metrics
+    from pipeline.stages.score import METRICS_SCHEMA
+
+    run = write_synthetic_run(tmp_path / "run", benchmarks=("pope",), methods=("full", "icctp"), budgets=(576, 64),
+                              n_samples=4)
+    answers = pl.DataFrame({"prediction": ["yes", "no", "yes", "yes", "no", "no"],
+                            "answer": ["yes", "no", "no", "yes", "yes", "no"],
+                            "category": ["adversarial", "adversarial", "popular", "popular", "random", "random"]})
+    values = pope_metrics(answers)
+    assert len(values) == 21  # accuracy, precision, recall, f1, yes_ratio x (3 categories + pooled) + mean_f1
+    rows = [("pope", m, m, b, name, value, 6, 0) for m, b in (("full", 576), ("icctp", 64))
+            for name, value in values.items()]
+    pl.DataFrame(rows, schema=METRICS_SCHEMA, orient="row").write_parquet(run / "metrics.parquet")
+    text = write_report(run, flops_fn=linear_flops).read_text()
+    assert ("| variant | method | budget | mean_f1 | pooled/accuracy | pooled/f1 | pooled/yes_ratio | n | errors "
+            "| retention |") in text
+    assert "All 21 metrics: [report_pope.csv](report_pope.csv)." in text
+    assert '<a href="report_pope.csv">report_pope.csv</a>' in (run / "report.html").read_text()
+    full = pl.read_csv(run / "report_pope.csv")
+    assert full.height == 2 and set(values) <= set(full.columns)
+    assert full["random/precision"].to_list() == [pytest.approx(values["random/precision"] * 100)] * 2

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import datasets
 import numpy as np
@@ -96,3 +97,47 @@ def test_pope_is_balanced_over_three_categories_and_absent_objects_have_no_evide
 def test_question_count_below_one_is_an_error(tmp_path):
     with pytest.raises(ValueError, match="question count"):
         tw.write_tables(tmp_path, seed=0, n=0)
+
+
+def test_fixture_cache_is_keyed_by_the_builders_code_and_parameters(tmp_path):
+    import shutil
+
+    import pipeline.fixtures as fixtures
+
+    package = Path(fixtures.__file__).parent
+    for name in fixtures.BUILDERS:
+        shutil.copy(package / name, tmp_path / name)
+    key = fixtures.fixture_key(tmp_path)
+    assert key == fixtures.fixture_key(package) and fixtures.fixtures_root().name == key
+    assert fixtures.fixture_key(tmp_path, (fixtures.TOYWORLD_SEED, fixtures.TOYWORLD_QUESTIONS + 1)) != key
+    generator = tmp_path / "toyworld.py"
+    generator.write_text(generator.read_text().replace("N_OBJECTS = (25, 45)", "N_OBJECTS = (25, 46)"))
+    assert fixtures.fixture_key(tmp_path) != key
+
+
+def test_no_question_is_answered_by_elimination():
+    """The asked key is unique, the answer is worn by distractors too, the absent colour by none."""
+    rng = np.random.default_rng(5)
+    for _ in range(200):
+        scene = tw.make_scene(rng)
+        (color_a, pattern_a), (color_b, pattern_b) = scene.targets
+        distractors = scene.obj >= 2
+        assert (scene.pattern == pattern_a).sum() == len(scene.patches(tw.COLOR_TARGET))  # key of the colour question
+        assert (scene.color == color_b).sum() == len(scene.patches(tw.PATTERN_TARGET))    # key of the pattern question
+        assert color_a in scene.color[distractors] and pattern_b in scene.pattern[distractors]
+        assert scene.absent_color not in scene.color[scene.obj >= 0]
+
+
+def test_ablated_tables_paint_over_exactly_the_asked_object(tables, tmp_path):
+    ablated = tw.write_tables(tmp_path, seed=3, n=41, ablate=True)
+    for name, path in tables.items():
+        for row, gone in zip(rows(path), rows(ablated[name]), strict=True):
+            assert {k: v for k, v in row.items() if k not in ("image", "image_id", "question_id", "image_source")} == \
+                {k: v for k, v in gone.items() if k not in ("image", "image_id", "question_id", "image_source")}
+            before = patch_pixels(np.asarray(Image.open(io.BytesIO(row["image"]["bytes"]))))
+            after = patch_pixels(np.asarray(Image.open(io.BytesIO(gone["image"]["bytes"]))))
+            changed = np.flatnonzero(np.abs(before - after).max(axis=(1, 2)) > 0)
+            assert changed.tolist() == sorted(row["evidence_patches"]), row["question"]
+            if changed.size:  # background now: dark grey, as no object is
+                assert np.percentile(after[changed], 90) < 120
+    assert len({r["image_id"] for r in rows(ablated["vqav2"])}) == 41

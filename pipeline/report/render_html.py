@@ -61,9 +61,10 @@ document.querySelectorAll("table.sortable").forEach(function (table) {
 
 
 def inline(text: str) -> str:
-    """Escape ``text`` and turn its ```code``` and ``**bold**`` marks into tags."""
+    """Escape ``text`` and turn its ```code```, ``**bold**`` and ``[link](href)`` marks into tags."""
     out = html.escape(text, quote=False)
     out = re.sub(r"`([^`]+)`", r"<code>\1</code>", out)
+    out = re.sub(r"\[([^\]]+)\]\(([^)\s\"]+)\)", r'<a href="\2">\1</a>', out)
     return re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", out)
 
 

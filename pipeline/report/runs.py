@@ -82,14 +82,18 @@ def model_id(run_info: dict) -> str | None:
 
 def model_config(run_info: dict):
     """The transformers config of the run's model when it is readable without network: a local
-    directory, a built ``fixture:<kind>`` model, or a hub id in the local HF cache; else None."""
+    directory, a ``fixture:<kind>`` model (resolved as the run resolved it: the committed toy-world
+    model, or a built tiny model), or a hub id in the local HF cache; else None."""
     ident = model_id(run_info)
     if ident is None:
         return None
     if ident.startswith(FIXTURE_PREFIX):
-        from pipeline.fixtures import fixtures_root
+        from pipeline.fixtures import MODEL_KINDS, tiny_model_path
 
-        ident = str(fixtures_root() / "models" / ident[len(FIXTURE_PREFIX):])
+        kind = ident[len(FIXTURE_PREFIX):]
+        if kind not in MODEL_KINDS:
+            return None
+        ident = str(tiny_model_path(kind, build=False))
         if not (Path(ident) / "config.json").is_file():
             return None
     from transformers import AutoConfig

@@ -14,6 +14,12 @@ import polars as pl
 from pipeline.report.headline import aggregate_percent, headline_metric, point_scale
 
 FULL = "full"
+TABLE_KEYS = ("variant", "method", "budget", "n", "errors", "retention")  # benchmark_table's non-metric columns
+MAX_SHOWN_METRICS = 6  # a benchmark with more metrics shows its headline and quoted ones (``shown_table``)
+QUOTED_METRICS = {  # card -> the metrics people quote beside the headline
+    "pope": ("pooled/accuracy", "pooled/f1", "pooled/yes_ratio"),
+    "mme": ("cognition",),
+}
 
 
 def variant_order(df: pl.DataFrame) -> list[str]:
@@ -108,6 +114,16 @@ def benchmark_table(metrics: pl.DataFrame, head: pl.DataFrame, benchmark: str,
     retention = head.filter(pl.col("benchmark") == benchmark).select("variant", "budget", "retention")
     return ordered(wide.join(counts, on=["variant", "budget"]).join(
         retention, on=["variant", "budget"], how="left"))
+
+
+def shown_table(table: pl.DataFrame, headline: str, card: str) -> pl.DataFrame:
+    """``benchmark_table``'s frame as a report shows it: every column when it has at most
+    ``MAX_SHOWN_METRICS`` metrics, else the headline and the card's ``QUOTED_METRICS`` present."""
+    metrics = [c for c in table.columns if c not in TABLE_KEYS]
+    if len(metrics) <= MAX_SHOWN_METRICS:
+        return table
+    keep = [headline, *(m for m in QUOTED_METRICS.get(card, ()) if m != headline and m in metrics)]
+    return table.select("variant", "method", "budget", *keep, "n", "errors", "retention")
 
 
 def format_number(value, digits: int = 4) -> str:

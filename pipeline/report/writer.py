@@ -40,7 +40,7 @@ from pipeline.report.runs import (
     read_run_info,
     scan_predictions,
 )
-from pipeline.report.tables import aggregate, benchmark_table, headline_metrics, scored
+from pipeline.report.tables import TABLE_KEYS, aggregate, benchmark_table, headline_metrics, scored, shown_table
 from pipeline.stages.schema import TIMING_COLUMNS
 
 RUN_FIELDS = ("git_commit", "started", "finished", "limit")
@@ -149,14 +149,20 @@ def aggregate_section(agg: pl.DataFrame) -> Section:
 
 
 def benchmark_sections(t: RunTables) -> list[Section]:
-    """The "Benchmarks" heading and one section per scored benchmark (every metric by variant x budget)."""
+    """The "Benchmarks" heading and one section per scored benchmark (its metrics by variant x budget; a
+    benchmark with many metrics shows the quoted ones and writes all of them to ``report_<bench>.csv``)."""
     out = [Section("Benchmarks", [Text("Values in points (accuracies in %, MME in MME points); retention: headline "
                                        "metric as % of `full`; errors: rows that failed (counted wrong).")])]
     for bench in sorted(t.head["benchmark"].unique()):
         metric = t.head.filter(pl.col("benchmark") == bench)["metric"][0]
         table = benchmark_table(t.metrics, t.head, bench, t.cards.get(bench))
-        out.append(Section(f"{bench} (headline: {metric})", [Table(table, {"retention": 1}, 2, shade="retention")],
-                           level=3))
+        shown = shown_table(table, metric, t.cards.get(bench, bench))
+        blocks = [Table(shown, {"retention": 1}, 2, shade="retention")]
+        if shown.width < table.width:
+            csv = f"report_{bench}.csv"
+            table.write_csv(t.run_dir / csv)
+            blocks.append(Text(f"All {table.width - len(TABLE_KEYS)} metrics: [{csv}]({csv})."))
+        out.append(Section(f"{bench} (headline: {metric})", blocks, level=3))
     return out
 
 
