@@ -5,7 +5,7 @@
   LLaVA-NeXT and the committed toy-world LLaVA through ``load_vlm`` (fp32, CPU, SDPA). Shared by every
   test that needs the model: use them as they are (monkeypatch module functions, not the model, and
   leave no hook or context behind).
-  A ``VLMStage`` around one of them (or a stand-in): ``VLMStage.from_vlm(vlm, variants, run_id, max_new_tokens)``.
+  A ``VLMStage`` around one of them (or a stand-in): ``VLMStage.from_vlm(vlm, variants, run_id, max_new_tokens[, max_batch_tokens])``.
 - ``ray_head``, ``ray_address``: one local Ray head for the session (``raytools.RayHead``: its own temp
   dir under /tmp and free ports, stopped by this session at its end). Job-level tests run on it:
   ``eval_all --address <ray_address>``, ``ray job submit --address <ray_head.dashboard>``.

@@ -1,4 +1,4 @@
-"""jobs/attribute.py end to end on a local Ray: one attribution row per question and space (the
+"""jobs/attribute.py end to end on the session's Ray head: one attribution row per question and space (the
 mismatched-image control included), attribution.md with its figures, and resume."""
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import sys
 
 import polars as pl
 import pytest
-from raytools import REPO, kill_started, ray_env, short_tmpdir
+from raytools import REPO, ray_env
 
 from pipeline.attribution.run import space_variants
 from pipeline.manifest import load_manifest
@@ -17,19 +17,16 @@ pytestmark = pytest.mark.slow
 MANIFEST = REPO / "manifests" / "attribute_toyworld.yaml"
 
 
-def run_job(out, timeout=900):
-    tmp = short_tmpdir()
-    try:
-        return subprocess.run([sys.executable, str(REPO / "jobs" / "attribute.py"), "--manifest", str(MANIFEST),
-                               "--limit", "3", "--output", str(out), "--address", "local"],
-                              env=ray_env(tmp), cwd=REPO, capture_output=True, text=True, timeout=timeout)
-    finally:
-        kill_started(tmp)
+def run_job(out, head, timeout=900):
+    """jobs/attribute.py on the session's Ray head."""
+    return subprocess.run([sys.executable, str(REPO / "jobs" / "attribute.py"), "--manifest", str(MANIFEST),
+                           "--limit", "3", "--output", str(out), "--address", head.address],
+                          env=ray_env(head.tmp), cwd=REPO, capture_output=True, text=True, timeout=timeout)
 
 
-def test_attribution_job_writes_one_row_per_question_and_resumes(tmp_path, fixtures_root):
+def test_attribution_job_writes_one_row_per_question_and_resumes(tmp_path, fixtures_root, ray_head):
     out = tmp_path / "run"
-    proc = run_job(out)
+    proc = run_job(out, ray_head)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     rows = pl.concat([pl.read_parquet(f, hive_partitioning=False)
                       for f in sorted((out / "attributions").rglob("part-*.parquet"))])

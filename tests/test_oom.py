@@ -45,9 +45,7 @@ class SmallDevice:
 
 
 def stage(capacity: int) -> VLMStage:
-    s = VLMStage.__new__(VLMStage)
-    s.vlm, s.variants, s.run_id, s.max_new_tokens = SmallDevice(capacity), [VARIANT], "r", 4
-    return s
+    return VLMStage.from_vlm(SmallDevice(capacity), [VARIANT], "r", 4)
 
 
 def batch(seeds: list[int]) -> pa.Table:

@@ -1,4 +1,4 @@
-"""``scripts/eval_toyworld.py`` on a few fresh questions, through the real job on a local Ray: the
+"""``scripts/eval_toyworld.py`` on a few fresh questions, through the real job on the session's Ray head: the
 nouns stage's phrases reach the model actor as ``noun_spans`` and become its centers, and the
 written predictions show ICCTP keeping more of the asked object than CLS at 16 tokens."""
 from __future__ import annotations
@@ -9,7 +9,7 @@ import sys
 
 import polars as pl
 import pytest
-from raytools import REPO, kill_started, ray_env, short_tmpdir
+from raytools import REPO, ray_env
 
 from pipeline.report.evidence import coverage_table
 from pipeline.report.runs import scan_predictions
@@ -19,15 +19,11 @@ QUESTIONS = 16
 
 
 @pytest.fixture(scope="module")
-def job(tmp_path_factory):
+def job(tmp_path_factory, ray_head):
     out = tmp_path_factory.mktemp("toyworld") / "eval"
-    tmp = short_tmpdir()
-    try:
-        proc = subprocess.run([sys.executable, str(REPO / "scripts" / "eval_toyworld.py"), "--seed", "12",
-                               "--questions", str(QUESTIONS), "--output", str(out)],
-                              env=ray_env(tmp), cwd=REPO, capture_output=True, text=True, timeout=900)
-    finally:
-        kill_started(tmp)
+    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "eval_toyworld.py"), "--seed", "12",
+                           "--questions", str(QUESTIONS), "--output", str(out), "--address", ray_head.address],
+                          env=ray_env(ray_head.tmp), cwd=REPO, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     return out, proc.stdout
 

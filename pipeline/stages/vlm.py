@@ -45,24 +45,24 @@ class VLMStage:
     (``VLM.answer``); None: ``batch_size`` rows bound it alone.
     """
 
-    max_batch_tokens: int | None = None
-
     def __init__(self, model_path: str, variants: list[Variant], run_id: str, max_new_tokens: int | dict[str, int],
                  dtype: str | None = None, device: str | None = None, max_batch_tokens: int | None = None):
         from pipeline.model import load_vlm
 
         self._bind(load_vlm(model_path, device=device or _default_device(), dtype=dtype), variants, run_id,
-                   max_new_tokens)
+                   max_new_tokens, max_batch_tokens)
 
     @classmethod
-    def from_vlm(cls, vlm, variants: list[Variant], run_id: str, max_new_tokens: int | dict[str, int]) -> VLMStage:
+    def from_vlm(cls, vlm, variants: list[Variant], run_id: str, max_new_tokens: int | dict[str, int],
+                 max_batch_tokens: int | None = None) -> VLMStage:
         """The stage around an already loaded ``vlm`` (a ``VLM``, or anything with its ``answer``,
         ``reuse_vision``, ``device`` and ``dtype``): one model shared by several stages in a process."""
         stage = cls.__new__(cls)
-        stage._bind(vlm, variants, run_id, max_new_tokens)
+        stage._bind(vlm, variants, run_id, max_new_tokens, max_batch_tokens)
         return stage
 
-    def _bind(self, vlm, variants: list[Variant], run_id: str, max_new_tokens: int | dict[str, int]) -> None:
+    def _bind(self, vlm, variants: list[Variant], run_id: str, max_new_tokens: int | dict[str, int],
+              max_batch_tokens: int | None) -> None:
         self.vlm = vlm
         self.variants = variants
         self.run_id = run_id
