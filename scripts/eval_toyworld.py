@@ -140,13 +140,17 @@ def main(argv=None) -> int:
     parser.add_argument("--questions", type=int, required=True, help="questions per benchmark")
     parser.add_argument("--output", type=Path, help="working directory (default /tmp/toyworld-eval-S-N)")
     parser.add_argument("--model", help="another checkpoint directory (default: the manifest's, the committed model)")
+    parser.add_argument("--methods", nargs="+", help="variants of the manifest to run (default: all; full, icctp "
+                        "and cls are needed for the table)")
     parser.add_argument("--address", default="local", help="Ray address (default: a local Ray)")
     args = parser.parse_args(argv)
+    if args.methods and {"full", "icctp", "cls"} - set(args.methods):
+        parser.error(f"--methods must include full, icctp and cls (the table compares them), got {args.methods}")
     out = (args.output or Path(f"/tmp/toyworld-eval-{args.seed}-{args.questions}")).resolve()
     start = time.perf_counter()
     tables = tw.write_tables(out / "data", args.seed, args.questions)
     ablated = tw.write_tables(out / "data", args.seed, args.questions, prefix="ablated_", ablate=True)
-    run_eval(manifest_for(tables, args.model), out / "run", address=args.address)
+    run_eval(manifest_for(tables, args.model, args.methods), out / "run", address=args.address)
     run_eval(manifest_for(ablated, args.model, ["full"]), out / "ablation", address=args.address)
     print(f"Toy world, seed {args.seed}, {args.questions} questions per benchmark, model "
           f"{args.model or 'fixture:toyworld'}\n")

@@ -22,7 +22,8 @@ QUESTIONS = 16
 def job(tmp_path_factory, ray_head):
     out = tmp_path_factory.mktemp("toyworld") / "eval"
     proc = subprocess.run([sys.executable, str(REPO / "scripts" / "eval_toyworld.py"), "--seed", "12",
-                           "--questions", str(QUESTIONS), "--output", str(out), "--address", ray_head.address],
+                           "--questions", str(QUESTIONS), "--output", str(out), "--methods", "full", "icctp", "cls",
+                           "--address", ray_head.address],
                           env=ray_env(ray_head.tmp), cwd=REPO, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     return out, proc.stdout
