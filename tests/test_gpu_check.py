@@ -50,6 +50,7 @@ def test_tiny_table_timings_are_numbers(tiny_table):
         assert 0 <= float(row[8].rstrip("%")) <= 100, row
 
 
+@pytest.mark.slow
 @pytest.mark.bench
 def test_tiny_pipeline_runs_every_question_at_both_budgets_with_no_batch_effect(fixtures_root, tmp_path):
     """The job runs each synthetic question once per budget, without error; in fp32 greedy answers do not
