@@ -29,10 +29,11 @@ def visionzip_one(hidden, cls_attn, keys, dominant, contextual):
     targets = torch.arange(0, metric.shape[0], step)[:contextual]
     is_target = torch.isin(torch.arange(metric.shape[0]), targets)
     similarity = metric[~is_target] @ metric[targets].T
+    others = rest[~is_target]
     joined = torch.zeros(contextual, hidden.shape[1])
     counts = torch.zeros(contextual)
     for j, t in enumerate(similarity.argmax(dim=1).tolist()):
-        joined[t] += rest[~is_target][j]
+        joined[t] += others[j]
         counts[t] += 1
     contextual_tokens = rest[targets] + joined / counts.clamp(min=1)[:, None]
     return torch.cat([dominant_tokens, contextual_tokens]), all_indices
