@@ -3,7 +3,7 @@
 The data path, top to bottom::
 
     prepare (driver thread, per benchmark: HF split → inputs/benchmark=*/shard-*.parquet, question rows,
-             + images/shard-*.parquet, each image of the shard once; resumable)
+             + images/images-*.parquet, each image of the shard once; resumable)
       → per wave of prepared benchmarks (``pipeline.waves``: the first starts while the rest prepare):
       read_parquet (question files only) → repartition(block_rows) → [PendingFilter on resume]
       → nouns (CPU actors) → preprocess (CPU actors: fetch the batch's images by key, decode, image processor, tokenize)

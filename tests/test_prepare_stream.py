@@ -90,8 +90,8 @@ def test_an_image_file_without_its_questions_or_unreadable_is_written_again(tmp_
     written = shard_ids(out)
     assert len(written) >= 2
     # as if killed between writing a shard's image file and its question file, and one kept image file broken
-    (out / IMAGES_DIR / f"shard-{len(written):05d}.parquet").write_bytes(b"half a shard")
-    (out / IMAGES_DIR / "shard-00001.parquet").write_bytes(b"not parquet")
+    (out / IMAGES_DIR / f"images-{len(written):05d}.parquet").write_bytes(b"half a shard")
+    (out / IMAGES_DIR / "images-00001.parquet").write_bytes(b"not parquet")
     monkeypatch.setattr(prepare, "iter_samples", failing_after(10**6, calls))
     done = prepare_benchmark("vqav2", SOURCE, out, shard_rows=4)
     assert calls[1] == len(written[0])  # only shard 0 is kept whole
@@ -100,4 +100,4 @@ def test_an_image_file_without_its_questions_or_unreadable_is_written_again(tmp_
     assert shard_ids(out) == shard_ids(clean)
     assert [read_images(s) for s in sorted(out.glob("shard-*.parquet"))] == \
         [read_images(s) for s in sorted(clean.glob("shard-*.parquet"))]
-    assert len(list((out / IMAGES_DIR).glob("shard-*.parquet"))) == len(shard_ids(out))
+    assert len(list((out / IMAGES_DIR).glob("images-*.parquet"))) == len(shard_ids(out))

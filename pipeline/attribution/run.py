@@ -5,7 +5,7 @@ The chain is the evaluation's (``pipeline.run.build_chain``): prepare (driver) â
 the same resume: each space is a variant ``ciba-<space>`` at the reference budget, so a rerun with
 the same ``--output`` does only the rows not yet written. Layout::
 
-    run.json, inputs/benchmark=*/shard-*.parquet, inputs/benchmark=*/images/shard-*.parquet
+    run.json, inputs/benchmark=*/shard-*.parquet, inputs/benchmark=*/images/images-*.parquet
     attributions/benchmark=<entry>[-mismatched]/variant=ciba-<space>/budget=576/part-*.parquet
     attribution.md, attribution_img/
 

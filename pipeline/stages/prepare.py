@@ -179,7 +179,7 @@ def _finished_shards(out_dir: Path, plan: dict) -> list[dict] | None:
         except (OSError, ValueError, pa.ArrowException):
             break
         kept.append(shard)
-    for files in (out_dir.glob("shard-*.parquet"), (out_dir / IMAGES_DIR).glob("shard-*.parquet")):
+    for files in (out_dir.glob("shard-*.parquet"), (out_dir / IMAGES_DIR).glob("images-*.parquet")):
         for path in sorted(files)[len(kept):]:
             path.unlink()
     write_json_atomic({**plan, "shards": kept}, out_dir / PLAN)

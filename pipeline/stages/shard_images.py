@@ -4,7 +4,7 @@ Layout of a prepared benchmark (written by ``pipeline.stages.prepare.write_shard
 
     inputs/benchmark=B/shard-00000.parquet          question rows (``INPUT_SCHEMA``): no image bytes,
                                                     ``image_sha256`` names the row's image
-    inputs/benchmark=B/images/shard-00000.parquet   ``IMAGES_SCHEMA``: each distinct image of that shard once,
+    inputs/benchmark=B/images/images-00000.parquet  ``IMAGES_SCHEMA``: each distinct image of that shard once,
                                                     in order of first use, row groups of ``ROW_GROUP_IMAGES``
 
 Why this layout:
@@ -17,11 +17,11 @@ Why this layout:
 - a shard's questions never reach another shard's images, and a shard closes only between two
   images, so the questions of a batch need a few adjacent rows of one or two image files; small row
   groups let ``ImageStore`` read just those;
-- the image file sits in ``images/`` under the shard's name, so everything that lists a benchmark's
-  shards (``shard-*.parquet``, ``*.parquet``) still sees question files only, and a question row
-  finds its image file from the path of its shard, which Ray Data's reader attaches
-  (``read_parquet(include_paths=True)``, column ``path``); no absolute path is stored, so a run
-  directory can move.
+- the image file sits in ``images/`` as ``images-<shard number>``, so everything that lists a
+  benchmark's shards (``shard-*.parquet``, ``*.parquet``, ``inputs/**/shard-*.parquet``) still sees
+  question files only, and a question row finds its image file from the path of its shard, which
+  Ray Data's reader attaches (``read_parquet(include_paths=True)``, column ``path``); no absolute
+  path is stored, so a run directory can move.
 
 Question tables with an inline ``image`` column (run directories prepared before this layout, the
 synthetic runs of ``pipeline.fixtures``) are still read as they are.
@@ -44,7 +44,7 @@ PATH = "path"  # the shard file a row was read from (Ray Data's ``include_paths`
 def images_path(shard: str | Path) -> Path:
     """The image file of the question shard ``shard``."""
     shard = Path(shard)
-    return shard.parent / IMAGES_DIR / shard.name
+    return shard.parent / IMAGES_DIR / shard.name.replace("shard-", "images-", 1)
 
 
 def read_shard(shard: str | Path) -> pa.Table:
