@@ -159,10 +159,10 @@ def _digest(digest, row: dict) -> None:
 
 
 def _finished_shards(out_dir: Path, plan: dict) -> list[dict] | None:
-    """The shard records (rows, digest) of the shards an unfinished preparation of ``plan`` left in
-    ``out_dir`` and a rerun keeps: those its ``_PREPARE.json`` lists, from ``shard-00000`` up to the
-    first missing or unreadable one (question or image file); other shard files are deleted. None when ``out_dir`` holds no
-    preparation of the same plan."""
+    """The shard records (rows, images, digest) of the shards an unfinished preparation of ``plan``
+    left in ``out_dir`` and a rerun keeps: those its ``_PREPARE.json`` lists, from ``shard-00000`` up
+    to the first whose question or image file is missing or unreadable; other shard files are
+    deleted. None when ``out_dir`` holds no preparation of the same plan."""
     try:
         record = json.loads((out_dir / PLAN).read_text())
     except (OSError, ValueError):

@@ -6,8 +6,9 @@ the row groups holding them, each image file's index and row groups kept while t
 that shard), then runs ``pipeline.model.inputs.Preprocessor.prepare`` (input checks, image
 decoding, the family's image processor — LLaVA-1.5 resize/crop/normalize, LLaVA-NeXT
 any-resolution tiling — once per distinct image, chat rendering, tokenization, icctp's center token
-groups), so that the model actor only encodes, selects, assembles and generates. A row that cannot run (undecodable image, empty prompt
-or question) gets ``error`` here and is carried to the model stage, which writes it as an error row.
+groups), so that the model actor only encodes, selects, assembles and generates. A row that cannot
+run (undecodable image, empty prompt or question) gets ``error`` here and is carried to the model
+stage, which writes it as an error row.
 
 How pixel arrays travel: ``pixel_values`` is a *dictionary-encoded* Arrow column
 (``dictionary<int32, large_binary>``): each distinct image of the batch is stored once in the
