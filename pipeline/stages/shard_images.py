@@ -21,7 +21,9 @@ Why this layout:
   benchmark's shards (``shard-*.parquet``, ``*.parquet``, ``inputs/**/shard-*.parquet``) still sees
   question files only, and a question row finds its image file from the path of its shard, which
   Ray Data's reader attaches (``read_parquet(include_paths=True)``, column ``path``); no absolute
-  path is stored, so a run directory can move.
+  path is stored, so a run directory can move. The preprocess actors read the image files where
+  they run, so on a cluster the run directory is shared storage, as it already is for Ray Data's
+  read tasks and the writer.
 
 Question tables with an inline ``image`` column (run directories prepared before this layout, the
 synthetic runs of ``pipeline.fixtures``) are still read as they are.
