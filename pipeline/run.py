@@ -2,10 +2,11 @@
 
 The data path, top to bottom::
 
-    prepare (driver thread, per benchmark: HF split → inputs/benchmark=*/shard-*.parquet, resumable)
+    prepare (driver thread, per benchmark: HF split → inputs/benchmark=*/shard-*.parquet, question rows,
+             + images/images-*.parquet, each image of the shard once; resumable)
       → per wave of prepared benchmarks (``pipeline.waves``: the first starts while the rest prepare):
-      read_parquet → repartition(block_rows) → [PendingFilter on resume]
-      → nouns (CPU actors) → preprocess (CPU actors: decode, image processor, tokenize)
+      read_parquet (question files only) → repartition(block_rows) → [PendingFilter on resume]
+      → nouns (CPU actors) → preprocess (CPU actors: fetch the batch's images by key, decode, image processor, tokenize)
       → model (``ModelStage``, default VLMStage: actors, GPU or CPU: vision, select, assemble, generate)
       → write (atomic part files) → score (driver, polars, one variant at a time) → metrics.parquet, report.md
 
@@ -136,7 +137,8 @@ class ModelStage:
 
     The chain also passes ``variants`` (``Variant``s) and ``run_id``; ``__call__`` maps a block of
     rows (with ``pending`` on resume) to prediction rows. ``preprocess``: ``(model_path, dtype)``
-    of the CPU preprocess stage that runs before it, or None for a stage that takes raw rows.
+    of the CPU preprocess stage that runs before it, or None for a stage that takes raw question rows
+    (images by key: ``pipeline.stages.shard_images.ImageStore``).
     """
 
     cls: type
@@ -161,7 +163,8 @@ def build_chain(plan: ResumePlan, compute: Compute, model: ModelStage, variants:
     import ray
     from ray.data import ActorPoolStrategy
 
-    ds = ray.data.read_parquet(plan.shards, partitioning=None, num_cpus=0.25)
+    # ``path``: the shard each row comes from, where the preprocess stage finds its image file.
+    ds = ray.data.read_parquet(plan.shards, partitioning=None, num_cpus=0.25, include_paths=True)
     ds = ds.repartition(target_num_rows_per_block=compute.block_rows)
     if plan.pending:
         keys = [v.key for v in variants]

@@ -1,6 +1,7 @@
 """Scale rehearsal: a VQAv2-validation-sized run through the real chain with a STAND-IN model stage.
 
     .venv/bin/python scripts/bench_scale.py [--questions 214354] [--ms-per-question 5] [--record]
+    .venv/bin/python scripts/bench_scale.py --real-images [--questions 20000] [--record]
 
 Data: ``--questions`` synthetic rows in the VQAv2 schema (default 214,354 questions over 40,504
 small generated images, 5.29 per image, same-image rows adjacent, as in lmms-lab/VQAv2 validation).
@@ -17,11 +18,19 @@ time in the resumed half, i.e. per actor/task), end-to-end chain throughput, the
 rows lost/duplicated against the inputs, scoring and report time, peak driver RSS, part-file
 count. ``--record`` appends the table to BENCHMARKS.md; ``--out`` keeps the run directory and
 writes ``bench_scale.json`` there.
+
+``--real-images`` (default 20,000 questions) measures the data path with COCO-sized images instead:
+640×480 JPEGs of ~160 KB (the scene's shapes under seeded Gaussian noise, JPEG quality 90: COCO
+val2014 averages ~160 KB at about that size), 5.29 questions per image. The run is not killed; it
+reports per operator the rows it output, the bytes it put into Ray's object store (Ray Data's
+``output_size_bytes``: the summed sizes of the blocks the operator produced, i.e. what the next
+operator receives) and its rows per busy second, and the total of those bytes over the chain.
 """
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import io
 import json
 import os
 import random
@@ -33,10 +42,12 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 from datasets import Dataset
+from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -52,6 +63,8 @@ from pipeline.manifest import Manifest  # noqa: E402
 from pipeline.stages.schema import PREDICTION_SCHEMA  # noqa: E402
 
 VQAV2_QUESTIONS, VQAV2_IMAGES = 214_354, 40_504
+REAL_IMAGE_QUESTIONS = 20_000
+COCO_SIZE, JPEG_NOISE, JPEG_QUALITY = (640, 480), 22.0, 90  # ~160 KB per image, as COCO val2014
 SECTION = "## Scale rehearsal (bench_scale)"
 INTRO = ("`scripts/bench_scale.py`: a VQAv2-validation-sized run through prepare → chain → score with a\n"
          "STAND-IN model stage (fixed answer after a sleep), killed at mid-run and resumed (newest last).")
@@ -97,15 +110,34 @@ def questions_per_image(n_questions: int, n_images: int) -> list[int]:
     return [base + (i < extra) for i in range(n_images)]
 
 
-def synthesize(path: Path, n_questions: int, seed: int = 0, chunk_images: int = 2000) -> int:
-    """Write ``n_questions`` VQAv2-schema rows over proportionally many small PNG scenes; return the image count."""
+def coco_jpeg(scene, noise: np.random.Generator) -> dict:
+    """``scene`` rendered at COCO size under Gaussian noise, as a ~160 KB JPEG (HF ``Image()`` storage)."""
+    pixels = np.asarray(fx.render(scene), dtype=np.float32)
+    pixels += noise.normal(0.0, JPEG_NOISE, pixels.shape).astype(np.float32)
+    buf = io.BytesIO()
+    Image.fromarray(pixels.clip(0, 255).astype(np.uint8)).save(buf, "JPEG", quality=JPEG_QUALITY)
+    return {"bytes": buf.getvalue(), "path": None}
+
+
+def synthesize(path: Path, n_questions: int, seed: int = 0, chunk_images: int = 2000, real_images: bool = False) -> int:
+    """Write ``n_questions`` VQAv2-schema rows over proportionally many images; return the image count.
+
+    Images: small PNG scenes, or with ``real_images`` 640×480 JPEGs of ~160 KB (``coco_jpeg``).
+    """
     n_images = max(1, round(n_questions * VQAV2_IMAGES / VQAV2_QUESTIONS))
-    rng, writer, rows = random.Random(seed), None, []
+    rng, noise, writer, rows = random.Random(seed), np.random.default_rng(seed), None, []
     counts = questions_per_image(n_questions, n_images)
+    if real_images:
+        chunk_images = min(chunk_images, 200)  # a row group of ~1,000 rows × 160 KB
     for i, k in enumerate(counts):
-        w, h = fx.SIZES[i % len(fx.SIZES)]
-        scene = fx.random_scene(rng, (w // 4, h // 4), rng.randint(2, 4))
-        image, image_id = fx.png(scene), 1_000_000 + i
+        if real_images:
+            scene = fx.random_scene(rng, COCO_SIZE, rng.randint(2, 4))
+            image = coco_jpeg(scene, noise)
+        else:
+            w, h = fx.SIZES[i % len(fx.SIZES)]
+            scene = fx.random_scene(rng, (w // 4, h // 4), rng.randint(2, 4))
+            image = fx.png(scene)
+        image_id = 1_000_000 + i
         questions = fx.vqa_questions(rng, scene) + fx.vqa_questions(rng, scene)
         for j, (q, a, a_type, q_type, alts) in enumerate(questions[:k]):
             answers = fx.annotators(rng, a, alts)
@@ -204,7 +236,8 @@ def run_child(run_dir: Path) -> None:
         out["operators"] = [
             {"name": op.operator_name, "busy_s": op.wall_time.sum if op.wall_time else None,
              "cpu_s": op.cpu_time.sum if op.cpu_time else None,
-             "rows_out": op.output_num_rows.sum if op.output_num_rows else None}
+             "rows_out": op.output_num_rows.sum if op.output_num_rows else None,
+             "bytes_out": op.output_size_bytes.sum if op.output_size_bytes else None}
             for op in operator_stats(ds.get_stats_summary())]
         phase("chain", t)
     t = time.perf_counter()
@@ -278,7 +311,10 @@ def lost_and_duplicated(run_dir: Path, variants: list) -> tuple[int, int, int]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--questions", type=int, default=VQAV2_QUESTIONS)
+    p.add_argument("--questions", type=int,
+                   help=f"default {VQAV2_QUESTIONS} ({REAL_IMAGE_QUESTIONS} with --real-images)")
+    p.add_argument("--real-images", action="store_true",
+                   help="COCO-sized JPEGs; one uninterrupted run; report object-store bytes per operator")
     p.add_argument("--ms-per-question", type=float, default=5.0, help="the stand-in's sleep per row")
     p.add_argument("--budgets", type=lambda s: [int(b) for b in s.split(",")], default=[64],
                    help="icctp variants (one per budget)")
@@ -291,13 +327,18 @@ def main() -> None:
     p.add_argument("--record", action="store_true", help="append the table to BENCHMARKS.md")
     p.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.questions is None:
+        args.questions = REAL_IMAGE_QUESTIONS if args.real_images else VQAV2_QUESTIONS
     if args.child:
         run_child(args.child)
         return
     with tempfile.TemporaryDirectory() as tmp:
         root = args.out or Path(tmp)
         root.mkdir(parents=True, exist_ok=True)
-        report(bench(root, args), args)
+        if args.real_images:
+            report_images(bench_images(root, args), args)
+        else:
+            report(bench(root, args), args)
 
 
 def log(message: str) -> None:
@@ -305,13 +346,8 @@ def log(message: str) -> None:
 
 
 def bench(root: Path, args: argparse.Namespace) -> dict:
-    data, run_dir = root / "vqav2_synthetic.parquet", root / "run"
-    t = time.perf_counter()
-    if data.exists() and pq.read_metadata(data).num_rows == args.questions:  # from an earlier run in --out
-        n_images = pl.scan_parquet(data).select(pl.col("image_id").n_unique()).collect().item()
-    else:
-        n_images = synthesize(data, args.questions)
-    synth_s = time.perf_counter() - t
+    data, n_images, synth_s = source_split(root, args)
+    run_dir = root / "run"
     log(f"{args.questions} questions over {n_images} images ready in {synth_s:.0f} s; run, kill at mid-run")
     shutil.rmtree(run_dir, ignore_errors=True)
     manifest = bench_manifest(data, args)
@@ -330,6 +366,68 @@ def bench(root: Path, args: argparse.Namespace) -> dict:
               "args": {k: str(v) for k, v in vars(args).items()}}
     (root / RESULT).write_text(json.dumps(result, indent=2))
     return result
+
+
+def source_split(root: Path, args: argparse.Namespace) -> tuple[Path, int, float]:
+    """(the synthetic source split, its image count, seconds to write it; 0 when reused from ``--out``)."""
+    data = root / ("vqav2_coco_sized.parquet" if args.real_images else "vqav2_synthetic.parquet")
+    t = time.perf_counter()
+    if data.exists() and pq.read_metadata(data).num_rows == args.questions:  # from an earlier run in --out
+        return data, pl.scan_parquet(data).select(pl.col("image_id").n_unique()).collect().item(), 0.0
+    n_images = synthesize(data, args.questions, real_images=args.real_images)
+    return data, n_images, time.perf_counter() - t
+
+
+def tree_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def bench_images(root: Path, args: argparse.Namespace) -> dict:
+    """One uninterrupted run on COCO-sized images: prepare, chain, score; the chain's per-operator stats."""
+    data, n_images, synth_s = source_split(root, args)
+    log(f"{args.questions} questions over {n_images} COCO-sized JPEGs ({data.stat().st_size / 1e6:.0f} MB) ready "
+        f"in {synth_s:.0f} s; run")
+    run_dir = root / "run"
+    shutil.rmtree(run_dir, ignore_errors=True)
+    manifest = bench_manifest(data, args)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "bench.json").write_text(json.dumps({"manifest": manifest.model_dump(mode="json"),
+                                                    "ms_per_question": args.ms_per_question}))
+    final = resumed(run_dir, args.timeout)
+    lost, duplicated, n_rows = lost_and_duplicated(run_dir, manifest.variants())
+    result = {"questions": args.questions, "images": n_images, "variants": len(manifest.variants()),
+              "source_bytes": data.stat().st_size, "inputs_bytes": tree_bytes(run_dir / "inputs"),
+              "run": final, "lost": lost, "duplicated": duplicated, "prediction_rows": n_rows,
+              "args": {k: str(v) for k, v in vars(args).items()}}
+    (root / RESULT).write_text(json.dumps(result, indent=2))
+    return result
+
+
+def report_images(r: dict, args: argparse.Namespace) -> None:
+    run = r["run"]
+    ops = [op for op in run.get("operators", []) if op["name"] not in LISTING]
+    moved = sum(op["bytes_out"] or 0 for op in ops)
+    rows = [("questions / images", f"{r['questions']} / {r['images']}"),
+            ("source split / prepared inputs on disk", f"{r['source_bytes'] / 1e6:.0f} MB / {r['inputs_bytes'] / 1e6:.0f} MB"),
+            ("prepare (driver)", f"{r['questions'] / run['prepare_s']:.0f} q/s ({run['prepare_s']:.1f} s)")]
+    rows += [(op["name"], f"{(op['bytes_out'] or 0) / 1e6:.1f} MB out, {op['rows_out']} rows out, "
+              + (f"{op['rows_out'] / op['busy_s']:.0f} rows per busy s ({op['busy_s']:.1f} s busy)"
+                 if op["busy_s"] and op["rows_out"] else "busy time not recorded"))
+             for op in ops]
+    rows += [("object store: bytes the operators output, summed", f"{moved / 1e6:.1f} MB"),
+             ("chain end to end (all stages concurrent, actor start-up included)",
+              f"{r['questions'] / run['chain_s']:.0f} q/s ({run['chain_s']:.1f} s)"),
+             ("rows lost / duplicated", f"{r['lost']} / {r['duplicated']}")]
+    table = "\n".join(["| measure | value |", "|---|---|", *(f"| {a} | {b} |" for a, b in rows)])
+    print(table)
+    if args.record:
+        append_to_section(SECTION, INTRO, f"### {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, COCO-sized images\n\n"
+                          f"{os.cpu_count()} cores ({cpu_model()}), shared; stand-in {args.ms_per_question} ms per "
+                          f"question, batch {args.batch_size}, block {args.block_rows} rows, shard {args.shard_rows} "
+                          f"rows, load average at the end {os.getloadavg()[0]:.1f}.\nCommand: `.venv/bin/python "
+                          f"scripts/bench_scale.py --real-images --questions {args.questions} --record`\n\n{table}")
+    if r["lost"] or r["duplicated"]:
+        sys.exit(1)
 
 
 def report(r: dict, args: argparse.Namespace) -> None:

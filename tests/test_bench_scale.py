@@ -1,6 +1,7 @@
 """bench_scale: the VQAv2-sized synthesis, and a small kill-and-resume run with the stand-in model stage."""
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
@@ -9,6 +10,7 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 from datasets import Features
+from PIL import Image
 from raytools import REPO, ray_env, short_tmpdir
 
 sys.path.insert(0, str(REPO / "scripts"))
@@ -35,6 +37,18 @@ def test_synthesized_split_has_the_vqav2_schema_and_adjacent_images(tmp_path):
     runs = df["image_id"].rle()
     assert runs.len() == 25 and sorted(runs.struct.field("len").value_counts()["len"].to_list()) == [5, 6]
     assert (df["answers"].list.len() == 10).all()
+
+
+def test_real_image_mode_writes_coco_sized_jpegs(tmp_path):
+    path = tmp_path / "v.parquet"
+    n_images = synthesize(path, 11, real_images=True)
+    rows = pq.read_table(path, columns=["image_id", "image"]).to_pylist()
+    images = {r["image_id"]: r["image"]["bytes"] for r in rows}
+    assert n_images == len(images) == 2 and len(rows) == 11
+    for data in images.values():
+        with Image.open(io.BytesIO(data)) as image:
+            assert (image.format, image.size) == ("JPEG", (640, 480))
+        assert 120_000 < len(data) < 200_000  # COCO val2014 averages ~160 KB
 
 
 @pytest.mark.slow

@@ -105,7 +105,6 @@ def test_clip_question_alone_equals_in_a_batch(clip):
 def toy_rows(tmp_path_factory):
     """The chain without Ray on 24 + 24 toy-world questions: prepare → nouns → preprocess → attribute."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     from pipeline.attribution.run import stage_kwargs
     from pipeline.manifest import BenchmarkSource, load_manifest
@@ -114,6 +113,7 @@ def toy_rows(tmp_path_factory):
     from pipeline.stages.nouns import NounStage
     from pipeline.stages.prepare import prepare_benchmark
     from pipeline.stages.preprocess import PreprocessStage
+    from pipeline.stages.shard_images import read_shard
 
     manifest = load_manifest("manifests/attribute_toyworld.yaml")
     model_path = resolve_model_path(manifest.model.path)
@@ -121,7 +121,7 @@ def toy_rows(tmp_path_factory):
     tables = []
     for name in ("vqav2", "pope"):
         prepare_benchmark(name, BenchmarkSource(data_files=f"fixture:toyworld_{name}"), tmp / name, 64, limit=24)
-        tables += [pq.read_table(f) for f in sorted((tmp / name).glob("shard-*.parquet"))]
+        tables += [read_shard(f) for f in sorted((tmp / name).glob("shard-*.parquet"))]
     batch = PreprocessStage(model_path, "float32")(NounStage()(pa.concat_tables(tables)))
     from pipeline.attribution.run import space_variants
 

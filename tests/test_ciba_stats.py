@@ -2,7 +2,6 @@
 extractors, the mismatched-image control inputs, and the manifest's attribution section."""
 from __future__ import annotations
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -12,7 +11,8 @@ from pipeline.attribution.words import Word, question_words, word_attribution, z
 from pipeline.manifest import ManifestError, load_manifest
 from pipeline.nlp import question_phrases
 from pipeline.stages.attribute import ATTRIBUTION_SCHEMA
-from pipeline.stages.schema import INPUT_SCHEMA
+from pipeline.stages.prepare import image_key, write_shard
+from pipeline.stages.shard_images import KEY, read_images
 
 
 def _word(text, pos, in_np, a):
@@ -87,8 +87,10 @@ def test_words_carry_pos_and_the_nouns_stage_phrases():
 
 
 def _shard(path, rows):
-    full = [{"benchmark": "b", "prompt": r["question"], "targets": "{}", **r} for r in rows]
-    pq.write_table(pa.Table.from_pylist(full, schema=INPUT_SCHEMA), path)
+    """A prepared shard at ``path`` of ``rows`` given with inline image bytes."""
+    full = [{"benchmark": "b", "prompt": r["question"], "targets": "{}", KEY: image_key(r["image"]),
+             **{k: v for k, v in r.items() if k != "image"}} for r in rows]
+    write_shard(path.parent, int(path.stem.removeprefix("shard-")), full, {image_key(r["image"]): r["image"] for r in rows})
 
 
 def test_control_pairs_each_question_with_the_next_image(tmp_path):
@@ -102,9 +104,11 @@ def test_control_pairs_each_question_with_the_next_image(tmp_path):
         {"sample_id": "4", "image_id": "C", "image": b"c", "question": "q4", "evidence_patches": [3]}])
     out = tmp_path / f"benchmark=b{CONTROL_SUFFIX}"
     prepare_control(sorted(src.glob("*.parquet")), out)
-    rows = [r for f in sorted(out.glob("shard-*.parquet")) for r in pq.read_table(f).to_pylist()]
+    files = sorted(out.glob("shard-*.parquet"))
+    rows = [dict(r, image=read_images(f)[r[KEY]]) for f in files for r in pq.read_table(f).to_pylist()]
     assert [(r["sample_id"], r["image_id"], r["image"]) for r in rows] == \
         [("1", "B", b"b"), ("2", "B", b"b"), ("3", "C", b"c"), ("4", "A", b"a")]
+    assert [list(read_images(f).values()) for f in files] == [[b"b", b"c"], [b"a"]]  # each used image once
     assert all(r["evidence_patches"] is None and r["benchmark"] == f"b{CONTROL_SUFFIX}" for r in rows)
     assert (out / "_SUCCESS.json").exists()
     lone = tmp_path / "lone"

@@ -11,6 +11,7 @@ import pytest
 from pipeline.manifest import BenchmarkSource
 from pipeline.stages import prepare
 from pipeline.stages.prepare import PLAN, SUCCESS, prepare_benchmark
+from pipeline.stages.shard_images import IMAGES_DIR, read_images
 
 SOURCE = BenchmarkSource(data_files="fixture:vqav2", streaming=True)
 REAL = prepare.iter_samples
@@ -79,3 +80,24 @@ def test_another_plan_starts_over(tmp_path, fixtures_root, monkeypatch):
     record = prepare_benchmark("vqav2", SOURCE, out, shard_rows=6)
     assert calls[1] == 0
     assert record == prepare_benchmark("vqav2", SOURCE, tmp_path / "clean", shard_rows=6)
+
+
+def test_an_image_file_without_its_questions_or_unreadable_is_written_again(tmp_path, fixtures_root, monkeypatch):
+    out, calls = tmp_path / "v", []
+    monkeypatch.setattr(prepare, "iter_samples", failing_after(15, calls))
+    with pytest.raises(Blip):
+        prepare_benchmark("vqav2", SOURCE, out, shard_rows=4)
+    written = shard_ids(out)
+    assert len(written) >= 2
+    # as if killed between writing a shard's image file and its question file, and one kept image file broken
+    (out / IMAGES_DIR / f"images-{len(written):05d}.parquet").write_bytes(b"half a shard")
+    (out / IMAGES_DIR / "images-00001.parquet").write_bytes(b"not parquet")
+    monkeypatch.setattr(prepare, "iter_samples", failing_after(10**6, calls))
+    done = prepare_benchmark("vqav2", SOURCE, out, shard_rows=4)
+    assert calls[1] == len(written[0])  # only shard 0 is kept whole
+    clean = tmp_path / "clean"
+    assert done == prepare_benchmark("vqav2", SOURCE, clean, shard_rows=4)
+    assert shard_ids(out) == shard_ids(clean)
+    assert [read_images(s) for s in sorted(out.glob("shard-*.parquet"))] == \
+        [read_images(s) for s in sorted(clean.glob("shard-*.parquet"))]
+    assert len(list((out / IMAGES_DIR).glob("images-*.parquet"))) == len(shard_ids(out))

@@ -16,6 +16,7 @@ from pipeline.model.inputs import PreparedBatch, PreparedSample
 from pipeline.model.visual import ImagePixels
 from pipeline.stages.preprocess import COLUMNS, PreprocessStage, from_arrow, to_arrow
 from pipeline.stages.schema import NOUN_SPANS
+from pipeline.stages.shard_images import read_shard
 
 GOLDEN = Path(__file__).parent / "data" / "golden_predictions.parquet"
 # What the golden file was recorded on: per model, (benchmark, --limit) and (method, budget) variants,
@@ -77,7 +78,7 @@ def input_rows(kind: str, tmp: Path) -> list[pa.Table]:
     for bench, limit in CASES[kind]:
         source = BenchmarkSource(benchmark="vqav2" if bench == "bad_rows" else None, data_files=f"fixture:{bench}")
         prepare_benchmark(bench, source, tmp / kind / bench, 64, limit)
-        tables.append(pa.concat_tables([pq.read_table(f) for f in sorted((tmp / kind / bench).glob("shard-*"))]))
+        tables.append(pa.concat_tables([read_shard(f) for f in sorted((tmp / kind / bench).glob("shard-*"))]))
     return tables
 
 

@@ -11,6 +11,7 @@ import polars as pl
 
 from pipeline.attribution.stats import image_stats, text_stats
 from pipeline.manifest import Manifest
+from pipeline.stages.shard_images import sample_images
 
 CONTROL_SUFFIX = "-mismatched"
 
@@ -92,9 +93,7 @@ def _figures(run_dir: Path, rows: pl.DataFrame, bench: str, n: int) -> list[str]
     if picked.is_empty():
         return []
     shards = sorted((run_dir / "inputs" / f"benchmark={bench}").glob("shard-*.parquet"))
-    images = (pl.scan_parquet(shards).select("sample_id", "image")
-              .filter(pl.col("sample_id").is_in(picked["sample_id"].to_list())).collect())
-    by_id = dict(zip(images["sample_id"].to_list(), images["image"].to_list()))
+    by_id = sample_images(shards, picked["sample_id"].to_list())
     out_dir = run_dir / "attribution_img"
     out_dir.mkdir(exist_ok=True)
     lines = []

@@ -5,7 +5,7 @@ The chain is the evaluation's (``pipeline.run.build_chain``): prepare (driver) â
 the same resume: each space is a variant ``ciba-<space>`` at the reference budget, so a rerun with
 the same ``--output`` does only the rows not yet written. Layout::
 
-    run.json, inputs/benchmark=*/shard-*.parquet
+    run.json, inputs/benchmark=*/shard-*.parquet, inputs/benchmark=*/images/images-*.parquet
     attributions/benchmark=<entry>[-mismatched]/variant=ciba-<space>/budget=576/part-*.parquet
     attribution.md, attribution_img/
 
@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.manifest import REFERENCE_BUDGET, Manifest, Variant
@@ -29,9 +28,9 @@ from pipeline.methods import METHODS
 from pipeline.model.vlm import resolve_dtype
 from pipeline.run import ModelStage, build_chain, init_ray, input_shards, open_run, resolve_model_path
 from pipeline.stages.attribute import AttributionStage, space_label
-from pipeline.stages.prepare import SUCCESS, prepare_benchmark, write_atomic, write_json_atomic
+from pipeline.stages.prepare import SUCCESS, prepare_benchmark, write_json_atomic, write_shard
 from pipeline.stages.resume import plan_resume
-from pipeline.stages.schema import INPUT_SCHEMA
+from pipeline.stages.shard_images import KEY, ImageStore, read_images
 from pipeline.stages.write import partition_dir
 
 CONTROL_SUFFIX = "-mismatched"
@@ -57,24 +56,32 @@ def pruning_variants(manifest: Manifest) -> list[Variant]:
 
 def prepare_control(shards: list[Path], out_dir: Path) -> dict:
     """Write the mismatched-image copy of a benchmark's shards into ``out_dir``: each row gets the image
-    (and image id) of the next distinct image in shard order, cyclically; no evidence patches."""
+    (and image id) of the next distinct image in shard order, cyclically; no evidence patches. Each
+    control shard stores the images its rows use once, like a prepared shard."""
     marker = out_dir / SUCCESS
     if marker.exists():
         return json.loads(marker.read_text())
     out_dir.mkdir(parents=True, exist_ok=True)
     for k, shard in enumerate(shards):
         rows = pq.read_table(shard).to_pylist()
-        following = pq.read_table(shards[(k + 1) % len(shards)], columns=["image_id", "image"]).slice(0, 1).to_pylist()
-        groups = list({r["image_id"]: r["image"] for r in rows}.items()) + [tuple(following[0].values())]
+        images = read_images(shard)
+        nxt = shards[(k + 1) % len(shards)]
+        first = pq.read_table(nxt, columns=["image_id", KEY]).slice(0, 1).to_pylist()[0]
+        if first[KEY] is not None and first[KEY] not in images:
+            images[first[KEY]] = ImageStore(keep=1).fetch(str(nxt), [first[KEY]])[0]
+        groups = list({r["image_id"]: r[KEY] for r in rows}.items()) + [(first["image_id"], first[KEY])]
         position = {image_id: g for g, (image_id, _) in enumerate(groups[:-1])}
+        used: dict[str, bytes] = {}
         for row in rows:
-            image_id, image = groups[position[row["image_id"]] + 1]
+            image_id, key = groups[position[row["image_id"]] + 1]
             if image_id == row["image_id"]:
                 raise ValueError(f"the mismatched-image control needs at least two images, {out_dir.name} has one; "
                                  "set attribution.control: false")
-            row.update(image_id=image_id, image=image, evidence_patches=None)
+            row.update(image_id=image_id, evidence_patches=None, **{KEY: key})
             row["benchmark"] += CONTROL_SUFFIX
-        write_atomic(pa.Table.from_pylist(rows, schema=INPUT_SCHEMA), out_dir / f"shard-{k:05d}.parquet")
+            if key is not None:
+                used.setdefault(key, images[key])
+        write_shard(out_dir, k, rows, used)
     record = {"control_of": out_dir.name.removeprefix("benchmark=").removesuffix(CONTROL_SUFFIX), "n_shards": len(shards)}
     write_json_atomic(record, marker)
     return record

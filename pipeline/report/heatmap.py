@@ -28,6 +28,7 @@ from PIL import Image  # noqa: E402
 
 from pipeline.report.fonts import use_cjk_font  # noqa: E402
 from pipeline.report.runs import input_files, model_config, read_run_info, scan_predictions  # noqa: E402
+from pipeline.stages.shard_images import sample_images  # noqa: E402
 
 SIDE = 24
 TOKENS_PER_GRID = SIDE * SIDE
@@ -251,14 +252,13 @@ def pick_rows(predictions: pl.LazyFrame, n: int, variant: str | None = None,
 
 
 def load_images(run_dir: Path, benchmark: str, sample_ids: list[str]) -> dict[str, bytes]:
-    """Encoded image bytes per sample id from the run's prepared input shards (a binary
-    ``image`` column, or a ``{bytes, path}`` struct as HF ``datasets`` stores images)."""
+    """Encoded image bytes per sample id from the run's prepared input shards (their image files, or an
+    inline ``image`` column: binary, or a ``{bytes, path}`` struct as HF ``datasets`` stores images)."""
     files = input_files(run_dir, benchmark)
     if not files:
         raise FileNotFoundError(f"{run_dir}/inputs/benchmark={benchmark} has no Parquet shards")
-    found = (pl.scan_parquet(files).filter(pl.col("sample_id").is_in(sample_ids))
-             .select("sample_id", "image").collect())
-    images = {sid: img["bytes"] if isinstance(img, dict) else img for sid, img in found.iter_rows()}
+    images = {sid: img["bytes"] if isinstance(img, dict) else img
+              for sid, img in sample_images(files, sample_ids).items()}
     missing = [s for s in sample_ids if images.get(s) is None]
     if missing:
         raise ValueError(f"benchmark {benchmark}: no image in the input shards for {missing}")

@@ -1,11 +1,14 @@
 """preprocess: input rows → prompts tokenized and pixels ready for the tower, on CPU actors.
 
-A callable class for ``map_batches`` (``PreprocessStage``): per batch it runs
-``pipeline.model.inputs.Preprocessor.prepare`` (input checks, image decoding, the family's image
-processor — LLaVA-1.5 resize/crop/normalize, LLaVA-NeXT any-resolution tiling — once per distinct
-image, chat rendering, tokenization, icctp's center token groups), so that the model actor only
-encodes, selects, assembles and generates. A row that cannot run (undecodable image, empty prompt
-or question) gets ``error`` here and is carried to the model stage, which writes it as an error row.
+A callable class for ``map_batches`` (``PreprocessStage``): per batch it fetches the encoded images
+of its rows by key from their shards' image files (``pipeline.stages.shard_images.ImageStore``: only
+the row groups holding them, each image file's index and row groups kept while the actor works on
+that shard), then runs ``pipeline.model.inputs.Preprocessor.prepare`` (input checks, image
+decoding, the family's image processor — LLaVA-1.5 resize/crop/normalize, LLaVA-NeXT
+any-resolution tiling — once per distinct image, chat rendering, tokenization, icctp's center token
+groups), so that the model actor only encodes, selects, assembles and generates. A row that cannot
+run (undecodable image, empty prompt or question) gets ``error`` here and is carried to the model
+stage, which writes it as an error row.
 
 How pixel arrays travel: ``pixel_values`` is a *dictionary-encoded* Arrow column
 (``dictionary<int32, large_binary>``): each distinct image of the batch is stored once in the
@@ -18,7 +21,8 @@ cuts batches at other rows than this stage did. Arrow keeps the dictionary throu
 between actors and concatenation (it unifies dictionaries), so any batch the model stage receives
 holds the pixels of every row it contains; a slice may carry a few unreferenced entries.
 
-Added columns (``image`` is dropped; ``noun_phrases``, the texts of the ``noun_spans``, is added): ``error``, ``image_key``,
+Added columns (``image_sha256`` and ``path``, or an inline ``image``, are dropped; ``noun_phrases``, the texts of
+the ``noun_spans``, is added): ``error``, ``image_key``,
 ``pixel_values``, ``pixel_shape`` [P, 3, S, S], ``pixel_dtype``, ``image_size`` [height, width],
 ``text_ids``, ``image_pos``, ``seed``, ``center_ids``, ``center_source``, ``center_error``.
 """
@@ -30,6 +34,7 @@ import torch
 
 from pipeline.model.inputs import PreparedBatch, PreparedSample, Preprocessor
 from pipeline.model.visual import ImagePixels
+from pipeline.stages.shard_images import KEY, PATH, ImageStore
 
 COLUMNS = {
     "error": pa.string(),
@@ -52,12 +57,16 @@ class PreprocessStage:
 
     def __init__(self, model_path: str, dtype: str):
         self.preprocessor = Preprocessor.from_pretrained(model_path, getattr(torch, dtype))
+        self.store = ImageStore()
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        columns = {name: batch.column(name).to_pylist() for name in ("image", "prompt", "question", "noun_spans")}
+        """``batch``: question rows with ``image_sha256`` and ``path`` (or an inline ``image``), ``prompt``,
+        ``question``, ``noun_spans``."""
+        columns = {name: batch.column(name).to_pylist() for name in ("prompt", "question", "noun_spans")}
+        columns["image"] = self.store.images(batch)
         samples = [dict(zip(columns, values)) for values in zip(*columns.values())]
         prepared = self.preprocessor.prepare(samples, with_centers=True)
-        return to_arrow(batch.drop_columns(["image"]), prepared)
+        return to_arrow(batch.drop_columns([c for c in ("image", KEY, PATH) if c in batch.column_names]), prepared)
 
 
 def to_arrow(batch: pa.Table, prepared: PreparedBatch) -> pa.Table:

@@ -12,16 +12,25 @@ TIMING_COLUMNS = (*STEP_TIMINGS, "other_ms")  # plus the model actor's time outs
 # Noun phrases as character spans into the question (``icctp.nouns.Phrase``), written by the nouns stage.
 NOUN_SPANS = pa.list_(pa.struct([("text", pa.string()), ("start", pa.int32()), ("end", pa.int32())]))
 
+# An input shard's question rows; the image bytes live once per shard in its image file (IMAGES_SCHEMA).
 INPUT_SCHEMA = pa.schema(
     [
         ("benchmark", pa.string()),
         ("sample_id", pa.string()),
-        ("image", pa.binary()),  # encoded image bytes as stored in the dataset; null if missing
+        ("image_sha256", pa.string()),  # hex sha256 of the encoded image bytes: the key into the image file; null if missing
         ("image_id", pa.string()),
         ("question", pa.string()),
         ("prompt", pa.string()),
         ("targets", pa.string()),  # JSON, benchmark-native ground truth
         ("evidence_patches", pa.list_(pa.int32())),  # patches of the asked object, when the dataset has them
+    ]
+)
+
+# An input shard's image file (``pipeline.stages.shard_images``): each distinct image of the shard once.
+IMAGES_SCHEMA = pa.schema(
+    [
+        ("image_sha256", pa.string()),
+        ("image", pa.binary()),  # encoded image bytes as stored in the dataset
     ]
 )
 
