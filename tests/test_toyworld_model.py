@@ -8,8 +8,9 @@ the image). A broken splice, shifted positions or another checkpoint fail these.
 
 The noun path, by coverage (the share of the asked object's patches kept): ICCTP keeps more of it
 than CLS at 16 tokens for every question type, and loses that lead when its noun centers are random
-vectors, when the phrase-to-token offsets are shifted by one token, or when the extractor returns no
-phrase (then the center is the mean of all question tokens, ``center_source == "instruction"``).
+vectors or when the phrase-to-token offsets are shifted by one token; it keeps less of it when the
+nouns stage finds no phrase (then the center is the mean of all question tokens, ``center_source ==
+"instruction"``); empty phrase spans are error rows. Phrases come from the nouns stage the Ray chain runs (``NounStage``).
 
 Each image is encoded once (``VLM.reuse_vision``) for all runs of the module.
 """
@@ -18,17 +19,17 @@ from __future__ import annotations
 import json
 import math
 
+import pyarrow as pa
 import pytest
 import torch
 
 import icctp.nouns
 from pipeline.benchmarks import iter_samples
-from pipeline.fixtures import tiny_model_path
 from pipeline.fixtures import toyworld as tw
-from pipeline.model import load_vlm
 from pipeline.model import vlm as adapter
-from pipeline.nlp import question_phrases
 from pipeline.report.intervals import Z95, wilson
+from pipeline.stages import nouns as nouns_stage
+from pipeline.stages.nouns import NounStage
 
 pytestmark = pytest.mark.slow
 
@@ -42,10 +43,9 @@ KINDS = ("color", "pattern", "exist_yes")  # question types with evidence
 
 
 @pytest.fixture(scope="module")
-def vlm():
-    vlm = load_vlm(tiny_model_path("toyworld"))
-    with vlm.reuse_vision():
-        yield vlm
+def vlm(toyworld_vlm):
+    with toyworld_vlm.reuse_vision():
+        yield toyworld_vlm
 
 
 def read_samples(paths) -> dict[str, list[dict]]:
@@ -57,7 +57,7 @@ def read_samples(paths) -> dict[str, list[dict]]:
             answer = targets["answers"][0] if name == "vqav2" else targets["answer"]
             kind = ("color" if s["question"].startswith("What color") else "pattern") if name == "vqav2" else \
                 ("exist_yes" if answer == "yes" else "exist_no")
-            out[name].append(dict(s, answer=answer, kind=kind))
+            out[name].append(dict(s, benchmark=name, answer=answer, kind=kind))
     return out
 
 
@@ -71,15 +71,21 @@ def ablated(tmp_path_factory):
     return read_samples(tw.write_tables(tmp_path_factory.mktemp("ablated"), seed=SEED, n=QUESTIONS, ablate=True))
 
 
+def noun_spans(samples) -> list[list[dict]]:
+    """The nouns stage (``NounStage``, what the Ray chain runs) on the samples' questions: ``noun_spans`` per sample."""
+    table = pa.table({"benchmark": [s["benchmark"] for s in samples], "question": [s["question"] for s in samples]})
+    return NounStage()(table).column("noun_spans").to_pylist()
+
+
 def run(vlm, samples, method: str, budget: int = BUDGET, max_new_tokens: int = 4) -> list[dict]:
     """Per sample: correct (exact answer), coverage (kept share of the asked object's patches, None
-    without evidence), center_source. spaCy phrases, as the nouns stage gives them."""
+    without evidence), center_source. Phrases from the nouns stage, as the Ray chain gets them."""
     out = []
     for start in range(0, len(samples), CHUNK):
         chunk = samples[start:start + CHUNK]
-        spans = question_phrases([s["question"] for s in chunk])
+        spans = noun_spans(chunk)
         outs = vlm.generate([{"image": s["image"], "prompt": s["prompt"], "question": s["question"],
-                              "noun_spans": phrases} for s, (phrases, _) in zip(chunk, spans)],
+                              "noun_spans": phrases} for s, phrases in zip(chunk, spans)],
                             method=method, budget=budget, max_new_tokens=max_new_tokens)
         for o, s in zip(outs, chunk, strict=True):
             assert o["error"] is None, o["error"]
@@ -103,8 +109,13 @@ def accuracy(rows) -> tuple[float, float, float]:
 
 
 def paired(a, b) -> tuple[float, float, float]:
-    """Mean of a - b over the same questions and its 95% interval (normal approximation)."""
-    diff = [x["correct"] - y["correct"] for x, y in zip(a, b, strict=True)]
+    """Mean of a - b correct over the same questions and its 95% interval (normal approximation)."""
+    return paired_values([(x["correct"], y["correct"]) for x, y in zip(a, b, strict=True)])
+
+
+def paired_values(pairs: list[tuple[float, float]]) -> tuple[float, float, float]:
+    """Mean of x - y over ``pairs`` and its 95% interval (normal approximation)."""
+    diff = [x - y for x, y in pairs]
     mean = sum(diff) / len(diff)
     sd = math.sqrt(sum((d - mean) ** 2 for d in diff) / (len(diff) - 1))
     return mean, mean - Z95 * sd / math.sqrt(len(diff)), mean + Z95 * sd / math.sqrt(len(diff))
@@ -189,3 +200,33 @@ def test_offsets_shifted_by_one_token_lose_the_advantage(vlm, samples, results, 
     monkeypatch.setattr(icctp.nouns, "_question_offsets", shifted)
     cls = coverage([r for b in ("vqav2", "pope") for r in results[b, "cls"]])
     assert icctp_coverage(vlm, samples) - cls <= coverage_lead(results) / 2
+
+
+
+def test_an_extractor_that_finds_no_phrase_loses_coverage(vlm, samples, results, monkeypatch):
+    """The nouns stage broken to find no phrase: every center falls back to the mean of all question
+    tokens (``center_source == "instruction"``, which the Ray test's per-row check catches) and ICCTP
+    keeps less of the asked object, question by question (paired difference, lower 95% bound > 0).
+    Not all of it: the toy embedding table is orthonormal, so the question's other words add no
+    direction a patch aligns with and the mean still points at its one attribute word."""
+    real_rows = [r for bench in samples for r in results[bench, "icctp"]]
+    real = nouns_stage.question_phrases
+    monkeypatch.setattr(nouns_stage, "question_phrases",
+                        lambda questions, *a, **k: [([], lang) for _, lang in real(questions, *a, **k)])
+    rows = [r for rows in samples.values() for r in run(vlm, rows, "icctp", max_new_tokens=1)]
+    assert {r["center_source"] for r in rows} == {"instruction"}
+    mean, low, high = paired_values([(a["coverage"], b["coverage"]) for a, b in zip(real_rows, rows, strict=True)
+                                     if a["coverage"] is not None])
+    assert low > 0, (mean, low, high)
+
+
+def test_empty_phrase_spans_are_error_rows(vlm, samples, monkeypatch):
+    """The nouns stage broken to give empty spans (start == end): each ICCTP row is an error naming
+    the phrase, never a prediction from a silently different center."""
+    real = nouns_stage.question_phrases
+    monkeypatch.setattr(nouns_stage, "question_phrases", lambda questions, *a, **k: [
+        ([p._replace(text="", end=p.start) for p in phrases], lang) for phrases, lang in real(questions, *a, **k)])
+    chunk = samples["vqav2"][:CHUNK]
+    outs = vlm.generate([{"image": s["image"], "prompt": s["prompt"], "question": s["question"], "noun_spans": spans}
+                         for s, spans in zip(chunk, noun_spans(chunk))], method="icctp", budget=BUDGET, max_new_tokens=1)
+    assert all(o["prediction"] is None and "does not match the question" in o["error"] for o in outs)
