@@ -328,7 +328,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--vision-steps", type=int, default=80)
+    parser.add_argument("--vision-steps", type=int, default=320)
     parser.add_argument("--pool", type=int, default=768, help="scenes drawn once for stage L")
     parser.add_argument("--lm-steps", type=int, default=890, help="phase 1: random kept subsets, lr 3e-3")
     parser.add_argument("--finetune-steps", type=int, default=380, help="phases 2 and 3 each, lr 1e-3")
