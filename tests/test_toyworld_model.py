@@ -145,6 +145,32 @@ def test_spacy_phrases_map_to_the_attribute_words(vlm):
     assert [vlm.tokenizer.convert_ids_to_tokens(g) for g in ids] == [["color"], ["striped", "object"]]
 
 
+def test_unpruned_first_logits_equal_the_stock_model(vlm, samples, monkeypatch):
+    """A padded batch of unpruned questions gives, per question, the first-token logits of the stock
+    ``LlavaForConditionalGeneration`` forward on the processor's inputs: the splice and the positions
+    (which the toy task itself barely depends on) are those of the model's own code."""
+    import io
+
+    from PIL import Image
+
+    from pipeline.model import generation
+
+    captured = []
+    real = generation.greedy
+    monkeypatch.setattr(generation, "greedy", lambda *a, **k: captured.append(real(*a, **k)) or captured[-1])
+    chunk = samples["vqav2"][:3] + samples["pope"][:3]  # prompts of different lengths: left padding
+    spans = noun_spans(chunk)
+    vlm.generate([{"image": s["image"], "prompt": s["prompt"], "question": s["question"], "noun_spans": p}
+                  for s, p in zip(chunk, spans)], method="full", budget=576, max_new_tokens=1)
+    ours = captured[-1].first_logits
+    for row, s in enumerate(chunk):
+        inputs = vlm.processor(images=Image.open(io.BytesIO(s["image"])), text=vlm.render(s["prompt"]),
+                               return_tensors="pt")
+        with torch.no_grad():
+            stock = vlm.model(**inputs).logits[0, -1]
+        torch.testing.assert_close(ours[row], stock, atol=1e-4, rtol=0)
+
+
 @pytest.mark.parametrize("bench", ["vqav2", "pope"])
 def test_unpruned_accuracy_clears_its_floor(results, bench):
     p, low, high = accuracy(results[bench, "full"])
