@@ -4,9 +4,9 @@
 
 Writes the toy-world tables for ``--seed`` (``--questions`` VQAv2 and as many POPE questions, the
 generator of ``pipeline/fixtures/toyworld.py``) and their evidence-ablation copies (the asked
-object painted over), runs ``manifests/toyworld.yaml`` on them through ``pipeline.run.run_eval``
-(Ray, the spaCy nouns stage, preprocess, the adapter, the writers and the official evaluators),
-the ablation copies with ``full`` only, and prints:
+object painted over; benchmark entries ``vqav2_ablated`` and ``pope_ablated``), runs
+``manifests/toyworld.yaml`` on all four in one run through ``pipeline.run.run_eval`` (Ray, the
+spaCy nouns stage, preprocess, the adapter, the writers and the official evaluators), and prints:
 
 - per method x budget: VQAv2 accuracy and POPE accuracy (pooled) with 95% Wilson intervals, POPE's
   headline (mean F1 over categories, what ``jobs/eval_all.py`` prints), and evidence coverage over
@@ -46,11 +46,16 @@ ACCURACY = {"vqav2": "accuracy", "pope": "pooled/accuracy"}  # the evaluators' m
 ABLATION = "full, asked object removed"
 
 
+ABLATED = "_ablated"  # suffix of the ablation copies' benchmark entries
+
+
 def manifest_for(tables: dict[str, Path], model: str | None, methods: list[str] | None = None):
-    """``manifests/toyworld.yaml`` on ``tables`` (``{benchmark: parquet}``), optionally another model."""
+    """``manifests/toyworld.yaml`` on ``tables`` (``{entry: parquet}``; an entry ``<card>_ablated``
+    is scored by ``<card>``), optionally another model and a subset of its variants."""
     manifest = load_manifest(REPO / "manifests" / "toyworld.yaml")
     data = manifest.model_dump(mode="json")
-    data["benchmarks"] = {name: {"data_files": str(path)} for name, path in tables.items()}
+    data["benchmarks"] = {name: {"benchmark": name.removesuffix(ABLATED), "data_files": str(path)}
+                          for name, path in tables.items()}
     if model:
         data["model"]["path"] = str(model)
     manifest = Manifest.model_validate(data)
@@ -65,7 +70,7 @@ def question_scores(run_dir: Path) -> pl.DataFrame:
     gold = [a["answers"][0] if "answers" in a else a["answer"] for a in answers]
     pred = rows["prediction"].fill_null("").str.strip_chars().str.to_lowercase()
     yes_no = rows.select(parse_yes_no_expr(pl.col("prediction"))).to_series()
-    correct = [(y if b == "pope" else p) == g.strip().lower()
+    correct = [(y if b.startswith("pope") else p) == g.strip().lower()
                for b, p, y, g in zip(rows["benchmark"], pred, yes_no, gold)]
     return rows.select("benchmark", "variant", "method", "budget", "sample_id").with_columns(
         pl.Series("correct", correct, pl.Float64))
@@ -76,20 +81,21 @@ def check_against_evaluators(scores: pl.DataFrame, metrics: pl.DataFrame) -> Non
     means = scores.group_by("benchmark", "variant", "budget").agg(pl.col("correct").mean())
     for bench, variant, budget, mean in means.iter_rows():
         value = metrics.filter((pl.col("benchmark") == bench) & (pl.col("variant") == variant)
-                               & (pl.col("budget") == budget) & (pl.col("metric") == ACCURACY[bench]))["value"]
+                               & (pl.col("budget") == budget)
+                               & (pl.col("metric") == ACCURACY[bench.removesuffix(ABLATED)]))["value"]
         if value.len() != 1 or abs(value[0] - mean) > 1e-9:
             raise RuntimeError(f"{bench} {variant}@{budget}: per-question accuracy {mean} != evaluator's {value.to_list()}")
 
 
 def accuracy_cell(metrics: pl.DataFrame, bench: str, variant: str, budget: int) -> tuple[str, float]:
     row = metrics.filter((pl.col("benchmark") == bench) & (pl.col("variant") == variant) & (pl.col("budget") == budget)
-                         & (pl.col("metric") == ACCURACY[bench])).row(0, named=True)
+                         & (pl.col("metric") == ACCURACY[bench.removesuffix(ABLATED)])).row(0, named=True)
     low, high = wilson(row["value"], row["n"])
     return f"{100 * row['value']:.1f} [{100 * low:.1f}, {100 * high:.1f}]", row["value"]
 
 
-def headline_f1(metrics: pl.DataFrame, variant: str, budget: int) -> str:
-    value = metrics.filter((pl.col("benchmark") == "pope") & (pl.col("variant") == variant)
+def headline_f1(metrics: pl.DataFrame, variant: str, budget: int, bench: str = "pope") -> str:
+    value = metrics.filter((pl.col("benchmark") == bench) & (pl.col("variant") == variant)
                            & (pl.col("budget") == budget) & (pl.col("metric") == "mean_f1"))["value"][0]
     return f"{100 * value:.1f}"
 
@@ -103,23 +109,21 @@ def paired_difference(scores: pl.DataFrame, bench: str, a: str, b: str, budget: 
     return 100 * mean, 100 * (mean - half), 100 * (mean + half)
 
 
-def figures(run_dir: Path, ablation_dir: Path, n: int) -> str:
+def figures(run_dir: Path, n: int) -> str:
     """The Markdown tables of the module docstring."""
     metrics = pl.read_parquet(run_dir / "metrics.parquet")
     scores = question_scores(run_dir)
     check_against_evaluators(scores, metrics)
-    ablated = pl.read_parquet(ablation_dir / "metrics.parquet")
-    check_against_evaluators(question_scores(ablation_dir), ablated)
-    coverage = coverage_table(scan_predictions(run_dir))
+    coverage = coverage_table(scan_predictions(run_dir).filter(~pl.col("benchmark").str.ends_with(ABLATED)))
     lines = ["| method | budget | VQAv2 acc [95%] | POPE acc [95%] | POPE F1 | kept | ≥1 |", "|---|---|---|---|---|---|---|"]
     for variant, method, budget, _, kept, any_kept in coverage.iter_rows():
         vqa, _ = accuracy_cell(metrics, "vqav2", variant, budget)
         pope, _ = accuracy_cell(metrics, "pope", variant, budget)
         lines.append(f"| {LABELS.get(method, variant)} | {budget} | {vqa} | {pope} | {headline_f1(metrics, variant, budget)} "
                      f"| {kept:.3f} | {any_kept:.3f} |")
-    vqa, _ = accuracy_cell(ablated, "vqav2", "full", 576)
-    pope, _ = accuracy_cell(ablated, "pope", "full", 576)
-    lines.append(f"| {ABLATION} | 576 | {vqa} | {pope} | {headline_f1(ablated, 'full', 576)} | – | – |")
+    vqa, _ = accuracy_cell(metrics, "vqav2" + ABLATED, "full", 576)
+    pope, _ = accuracy_cell(metrics, "pope" + ABLATED, "full", 576)
+    lines.append(f"| {ABLATION} | 576 | {vqa} | {pope} | {headline_f1(metrics, 'full', 576, 'pope' + ABLATED)} | – | – |")
     lines += ["", "Paired ICCTP − CLS top-k (points, mean [95%] over the same questions):", "",
               "| budget | VQAv2 | POPE |", "|---|---|---|"]
     budgets = sorted(scores.filter(pl.col("method") == "icctp")["budget"].unique().to_list(), reverse=True)
@@ -150,12 +154,12 @@ def main(argv=None) -> int:
     start = time.perf_counter()
     tables = tw.write_tables(out / "data", args.seed, args.questions)
     ablated = tw.write_tables(out / "data", args.seed, args.questions, prefix="ablated_", ablate=True)
+    tables |= {name + ABLATED: path for name, path in ablated.items()}
     run_eval(manifest_for(tables, args.model, args.methods), out / "run", address=args.address)
-    run_eval(manifest_for(ablated, args.model, ["full"]), out / "ablation", address=args.address)
     print(f"Toy world, seed {args.seed}, {args.questions} questions per benchmark, model "
           f"{args.model or 'fixture:toyworld'}\n")
-    print(figures(out / "run", out / "ablation", args.questions))
-    print(f"\n{time.perf_counter() - start:.0f} s; run directories {out / 'run'}, {out / 'ablation'}")
+    print(figures(out / "run", args.questions))
+    print(f"\n{time.perf_counter() - start:.0f} s; run directory {out / 'run'}")
     return 0
 
 

@@ -43,7 +43,7 @@ def test_every_row_gets_its_phrases_as_noun_centers_through_ray(job):
     out, _ = job
     rows = scan_predictions(out / "run").collect()
     icctp = rows.filter(pl.col("method") == "icctp")
-    assert icctp.height == 2 * QUESTIONS * 3 and icctp["error"].null_count() == icctp.height
+    assert icctp.height == 4 * QUESTIONS * 3 and icctp["error"].null_count() == icctp.height  # and the ablated copies
     assert icctp["center_source"].to_list() == ["nouns"] * icctp.height
     for question, phrases in icctp.select("question", "noun_phrases").iter_rows():
         assert phrases == expected_phrases(question), question
@@ -51,7 +51,7 @@ def test_every_row_gets_its_phrases_as_noun_centers_through_ray(job):
 
 def test_icctp_keeps_more_of_the_asked_object_than_cls_in_the_written_predictions(job):
     out, _ = job
-    table = coverage_table(scan_predictions(out / "run"))
+    table = coverage_table(scan_predictions(out / "run").filter(pl.col("benchmark").is_in(["vqav2", "pope"])))
     at16 = dict(table.filter(pl.col("budget") == 16).select("method", "kept_fraction").iter_rows())
     assert at16["icctp"] > at16["cls"] + 0.1, at16
 

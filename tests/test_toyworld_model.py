@@ -1,4 +1,4 @@
-"""The committed toy-world LLaVA through the real adapter, on 600 fresh questions (300 VQAv2, 300 POPE).
+"""The committed toy-world LLaVA through the real adapter, on 500 fresh questions (250 VQAv2, 250 POPE).
 
 Accuracy, asserted with intervals: per benchmark, the unpruned model's accuracy has a 95% Wilson
 lower bound above a stated floor, ICCTP answers better than CLS top-k at 16 tokens on the same
@@ -34,7 +34,7 @@ from pipeline.stages.nouns import NounStage
 pytestmark = pytest.mark.slow
 
 SEED = 12          # fresh questions: the default run uses seed 0, training draws from other streams
-QUESTIONS = 300    # per benchmark
+QUESTIONS = 250    # per benchmark
 BUDGET = 16
 FLOOR = {"vqav2": 0.90, "pope": 0.90}   # unpruned accuracy's 95% lower bound must clear these (docs/toyworld.md)
 CHANCE = {"vqav2": (1 / 8 + 1 / 5) / 2, "pope": 0.5}  # guessing a colour / pattern; yes or no
