@@ -118,7 +118,7 @@ def test_fixture_cache_is_keyed_by_the_builders_code_and_parameters(tmp_path):
 def test_no_question_is_answered_by_elimination():
     """The asked key is unique, the answer is worn by distractors too, the absent colour by none."""
     rng = np.random.default_rng(5)
-    for _ in range(200):
+    for _ in range(100):
         scene = tw.make_scene(rng)
         (color_a, pattern_a), (color_b, pattern_b) = scene.targets
         distractors = scene.obj >= 2
@@ -128,6 +128,7 @@ def test_no_question_is_answered_by_elimination():
         assert scene.absent_color not in scene.color[scene.obj >= 0]
 
 
+@pytest.mark.slow
 def test_ablated_tables_paint_over_exactly_the_asked_object(tables, tmp_path):
     ablated = tw.write_tables(tmp_path, seed=3, n=41, ablate=True)
     for name, path in tables.items():
