@@ -418,14 +418,7 @@ def report_images(r: dict, args: argparse.Namespace) -> None:
              ("chain end to end (all stages concurrent, actor start-up included)",
               f"{r['questions'] / run['chain_s']:.0f} q/s ({run['chain_s']:.1f} s)"),
              ("rows lost / duplicated", f"{r['lost']} / {r['duplicated']}")]
-    table = "\n".join(["| measure | value |", "|---|---|", *(f"| {a} | {b} |" for a, b in rows)])
-    print(table)
-    if args.record:
-        append_to_section(SECTION, INTRO, f"### {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, COCO-sized images\n\n"
-                          f"{os.cpu_count()} cores ({cpu_model()}), shared; stand-in {args.ms_per_question} ms per "
-                          f"question, batch {args.batch_size}, block {args.block_rows} rows, shard {args.shard_rows} "
-                          f"rows, load average at the end {os.getloadavg()[0]:.1f}.\nCommand: `.venv/bin/python "
-                          f"scripts/bench_scale.py --real-images --questions {args.questions} --record`\n\n{table}")
+    emit(rows, args, ", COCO-sized images", "", f"--real-images --questions {args.questions}")
     if r["lost"] or r["duplicated"]:
         sys.exit(1)
 
@@ -454,17 +447,23 @@ def report(r: dict, args: argparse.Namespace) -> None:
         ("peak driver RSS: killed run / resumed run", f"{kill['peak_rss_mb']:.0f} MiB / {final['peak_rss_mb']:.0f} MiB"),
         ("part files", str(r["part_files"])),
     ]
+    emit(rows, args, "", f"{args.nouns_actors} nouns actor(s), ", f"--questions {args.questions}")
+    if r["lost"] or r["duplicated"]:
+        sys.exit(1)
+
+
+def emit(rows: list[tuple[str, str]], args: argparse.Namespace, title: str, setup: str, flags: str) -> None:
+    """Print ``rows`` as a Markdown table; with ``--record`` append it to BENCHMARKS.md under a heading
+    (``title`` after the date), the machine and settings (``setup`` after the stand-in's) and the command
+    (``scripts/bench_scale.py <flags> --record``)."""
     table = "\n".join(["| measure | value |", "|---|---|", *(f"| {a} | {b} |" for a, b in rows)])
     print(table)
     if args.record:
-        append_to_section(SECTION, INTRO, f"### {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC\n\n"
+        append_to_section(SECTION, INTRO, f"### {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC{title}\n\n"
                           f"{os.cpu_count()} cores ({cpu_model()}), shared; stand-in {args.ms_per_question} ms per "
                           f"question, batch {args.batch_size}, block {args.block_rows} rows, shard {args.shard_rows} "
-                          f"rows, {args.nouns_actors} nouns actor(s), load average at the end "
-                          f"{os.getloadavg()[0]:.1f}.\nCommand: `.venv/bin/python scripts/bench_scale.py --questions "
-                          f"{args.questions} --record`\n\n{table}")
-    if r["lost"] or r["duplicated"]:
-        sys.exit(1)
+                          f"rows, {setup}load average at the end {os.getloadavg()[0]:.1f}.\nCommand: `.venv/bin/python "
+                          f"scripts/bench_scale.py {flags} --record`\n\n{table}")
 
 
 if __name__ == "__main__":
