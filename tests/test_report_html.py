@@ -68,6 +68,13 @@ def run(tmp_path_factory):
                                methods=("full", "icctp", "visionzip"), budgets=(576, 64, 32), n_samples=4)
 
 
+@pytest.fixture(scope="module")
+def html(run) -> str:
+    """``report.html`` of ``run``, written once for the tests that only read it."""
+    write_report(run)
+    return (run / "report.html").read_text()
+
+
 def test_one_model_rendered_twice_with_the_same_tables(run, monkeypatch):
     scans = []
     original = writer.scan_predictions
@@ -85,9 +92,8 @@ def test_one_model_rendered_twice_with_the_same_tables(run, monkeypatch):
         assert f"## {title}" in markdown and f"<h2>{title}</h2>" in (run / "report.html").read_text()
 
 
-def test_html_is_self_contained_with_inlined_images(run):
-    write_report(run)
-    text = (run / "report.html").read_text()
+def test_html_is_self_contained_with_inlined_images(run, html):
+    text = html
     page = Page()
     page.feed(text)
     assert "link" not in page.tags and all(u.startswith("data:image/png;base64,") for u in page.urls)
@@ -100,10 +106,9 @@ def test_html_is_self_contained_with_inlined_images(run):
             assert im.format == "PNG" and min(im.size) > 100
 
 
-def test_numbers_right_aligned_and_retention_coloured(run):
-    write_report(run)
+def test_numbers_right_aligned_and_retention_coloured(html):
     page = Page()
-    page.feed((run / "report.html").read_text())
+    page.feed(html)
     aggregate = page.tables[0]
     assert aggregate[0] == ["variant", "method", "budget", "Acc.", "benchmarks", "retention"]
     n_rows = len(aggregate) - 1
