@@ -2,8 +2,10 @@
 the model chain starts on the ones ready while the rest are still being prepared.
 
 ``waves`` yields the names of the benchmarks prepared since the previous wave; the caller runs one chain
-per wave (the model actors load once per wave: usually two, the first benchmark alone and then
-everything prepared meanwhile). Benchmarks already prepared by an earlier attempt form the first wave.
+per wave, and the model actors start once per wave. A wave closes once no preparation has finished for
+``settle_s`` seconds, so quick preparations (small runs, cached datasets) share one wave and one start of
+the actors, while a long one lets the model work begin on what is ready. Benchmarks already prepared by
+an earlier attempt form the first wave.
 """
 from __future__ import annotations
 
@@ -11,14 +13,17 @@ import queue
 import threading
 from collections.abc import Callable, Iterator
 
+SETTLE_S = 5.0
+
 
 def waves(jobs: dict[str, Callable[[], dict]], records: dict[str, dict],
-          ready: Callable[[str], bool] = lambda name: False) -> Iterator[list[str]]:
+          ready: Callable[[str], bool] = lambda name: False, settle_s: float = SETTLE_S) -> Iterator[list[str]]:
     """Run ``jobs[name]()`` in order on a background thread, storing each result in ``records[name]``.
 
     Yields lists of names whose job has finished, in job order: first those ``ready`` says need no
     work (their jobs run here, at once), then whatever has finished since the last wave (waiting for
-    at least one). A job's error is raised here, after the waves of the jobs before it.
+    at least one, then for more while each follows the previous within ``settle_s`` seconds). A job's
+    error is raised here, after the waves of the jobs before it.
     """
     names = list(jobs)
     first = []
@@ -27,6 +32,8 @@ def waves(jobs: dict[str, Callable[[], dict]], records: dict[str, dict],
         first.append(names.pop(0))
     if first:
         yield first
+    if not names:
+        return
     done: queue.Queue = queue.Queue()
     end = object()
 
@@ -40,8 +47,6 @@ def waves(jobs: dict[str, Callable[[], dict]], records: dict[str, dict],
             return
         done.put((end, None))
 
-    if not names:
-        return
     threading.Thread(target=work, name="prepare", daemon=True).start()
     finished = False
     while not finished:
@@ -53,7 +58,7 @@ def waves(jobs: dict[str, Callable[[], dict]], records: dict[str, dict],
                 break
             batch.append(item)
             try:
-                item, error = done.get_nowait()
+                item, error = done.get(timeout=settle_s)
             except queue.Empty:
                 break
         if batch:
