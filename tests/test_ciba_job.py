@@ -1,4 +1,5 @@
-"""jobs/attribute.py end to end on the session's Ray head: one attribution row per question and space (the
+"""jobs/attribute.py end to end on the session's Ray head (a ``session_run``, in the background from
+the start of the session): one attribution row per question and space (the
 mismatched-image control included), attribution.md with its figures, and resume."""
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import sys
 import polars as pl
 import pytest
 from raytools import REPO, ray_env
+from session_runs import session_run
 
 from pipeline.attribution.run import space_variants
 from pipeline.manifest import load_manifest
@@ -17,16 +19,16 @@ pytestmark = pytest.mark.slow
 MANIFEST = REPO / "manifests" / "attribute_toyworld.yaml"
 
 
-def run_job(out, head, timeout=900):
-    """jobs/attribute.py on the session's Ray head."""
+@session_run
+def attributed(head, out):
+    """jobs/attribute.py against the session's head."""
     return subprocess.run([sys.executable, str(REPO / "jobs" / "attribute.py"), "--manifest", str(MANIFEST),
                            "--limit", "3", "--output", str(out), "--address", head.address],
-                          env=ray_env(head.tmp), cwd=REPO, capture_output=True, text=True, timeout=timeout)
+                          env=ray_env(head.tmp), cwd=REPO, capture_output=True, text=True, timeout=900)
 
 
-def test_attribution_job_writes_one_row_per_question_and_resumes(tmp_path, fixtures_root, ray_head):
-    out = tmp_path / "run"
-    proc = run_job(out, ray_head)
+def test_attribution_job_writes_one_row_per_question_and_resumes(session_runs):
+    out, proc = session_runs.result(attributed)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     rows = pl.concat([pl.read_parquet(f, hive_partitioning=False)
                       for f in sorted((out / "attributions").rglob("part-*.parquet"))])

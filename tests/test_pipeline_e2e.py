@@ -1,6 +1,7 @@
 """End to end on the fixtures, on the session's Ray head: one run submitted with ``ray job submit`` (the
-cluster path) whose run directory the tests read (every row once, error rows kept, Chinese nouns,
-budgets), resume after SIGKILL of a job, ``--retry-errors``, and determinism between these runs."""
+cluster path; a ``session_run``, in the background from the start of the session) whose run directory the
+tests read (every row once, error rows kept, Chinese nouns, budgets), resume after SIGKILL of a job,
+``--retry-errors``, and determinism between these runs."""
 from __future__ import annotations
 
 import subprocess
@@ -12,6 +13,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 from raytools import REPO, eval_all_cmd, kill_started, ray_env
+from session_runs import session_run
 
 pytestmark = pytest.mark.slow
 MANIFEST = "tests/data/e2e.yaml"  # relative: the submitted job runs in its uploaded copy of the repository
@@ -57,18 +59,23 @@ def predictions(run: Path) -> pl.DataFrame:
     return pl.concat([pl.read_parquet(f) for f in files]).drop(VOLATILE).sort(KEY)
 
 
-@pytest.fixture(scope="module")
-def full_run(tmp_path_factory, fixtures_root, ray_head):
-    """``ray job submit --working-dir <repo> -- python jobs/eval_all.py`` on the e2e manifest: (run dir, stdout)."""
-    out = tmp_path_factory.mktemp("runs") / "uninterrupted"
-    proc = subprocess.run(
-        [str(Path(sys.executable).parent / "ray"), "job", "submit", "--address", ray_head.dashboard,
+@session_run
+def submitted(head, out):
+    """``ray job submit --working-dir <repo> -- python jobs/eval_all.py`` on the e2e manifest."""
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "ray"), "job", "submit", "--address", head.dashboard,
          "--working-dir", str(REPO), "--", "python", "jobs/eval_all.py", "--manifest", MANIFEST, "--limit", LIMIT,
-         "--output", str(out)],
-        env=ray_env(ray_head.tmp), cwd=REPO, capture_output=True, text=True, timeout=600)
+         "--output", str(out / "uninterrupted")],
+        env=ray_env(head.tmp), cwd=REPO, capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def full_run(session_runs):
+    """The submitted run: (run dir, stdout)."""
+    out, proc = session_runs.result(submitted)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     assert "succeeded" in proc.stdout
-    return out, proc.stdout
+    return out / "uninterrupted", proc.stdout
 
 
 def test_every_input_row_yields_one_row_per_variant(full_run, fixtures_root):

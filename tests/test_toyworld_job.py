@@ -1,4 +1,5 @@
-"""``scripts/eval_toyworld.py`` on a few fresh questions, through the real job on the session's Ray head: the
+"""``scripts/eval_toyworld.py`` on a few fresh questions, through the real job on the session's Ray head (a
+``session_run``, in the background from the start of the session): the
 nouns stage's phrases reach the model actor as ``noun_spans`` and become its centers, and the
 written predictions show ICCTP keeping more of the asked object than CLS at 16 tokens."""
 from __future__ import annotations
@@ -10,6 +11,7 @@ import sys
 import polars as pl
 import pytest
 from raytools import REPO, ray_env
+from session_runs import session_run
 
 from pipeline.report.evidence import coverage_table
 from pipeline.report.runs import scan_predictions
@@ -18,13 +20,19 @@ pytestmark = pytest.mark.slow
 QUESTIONS = 16
 
 
-@pytest.fixture(scope="module")
-def job(tmp_path_factory, ray_head):
-    out = tmp_path_factory.mktemp("toyworld") / "eval"
-    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "eval_toyworld.py"), "--seed", "12",
+@session_run
+def evaluated(head, out):
+    """``scripts/eval_toyworld.py`` against the session's head."""
+    return subprocess.run([sys.executable, str(REPO / "scripts" / "eval_toyworld.py"), "--seed", "12",
                            "--questions", str(QUESTIONS), "--output", str(out), "--methods", "full", "icctp", "cls",
-                           "--address", ray_head.address],
-                          env=ray_env(ray_head.tmp), cwd=REPO, capture_output=True, text=True, timeout=900)
+                           "--address", head.address],
+                          env=ray_env(head.tmp), cwd=REPO, capture_output=True, text=True, timeout=900)
+
+
+@pytest.fixture(scope="module")
+def job(session_runs):
+    """(output dir, stdout) of the run."""
+    out, proc = session_runs.result(evaluated)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     return out, proc.stdout
 
