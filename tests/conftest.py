@@ -6,12 +6,11 @@
   test that needs the model: use them as they are (monkeypatch module functions, not the model, and
   leave no hook or context behind).
   A ``VLMStage`` around one of them (or a stand-in): ``VLMStage.from_vlm(vlm, variants, run_id, max_new_tokens[, max_batch_tokens])``.
-- ``ray_head``, ``ray_address``: one local Ray head for the session (``raytools.RayHead``: its own temp
-  dir under /tmp and free ports, stopped by this session at its end). Job-level tests run on it:
-  ``eval_all --address <ray_address>``, ``ray job submit --address <ray_head.dashboard>``.
-- ``session_runs``: the head is started, and the jobs test modules declare with ``@session_run`` are
-  run on it, in the background from the end of collection (``session_runs.py``); tests on the head run last,
-  and a test that asks for ``ray_head`` itself gets it once those runs have finished.
+- ``session_runs``: one local Ray head for the session (``raytools.RayHead``: its own temp dir under /tmp
+  and free ports) and the job-level runs test modules declare with ``@session_run`` (``eval_all --address
+  <head.address>``, ``ray job submit --address <head.dashboard>``), started when collection ends and run
+  one after another in the background while the other tests run (``session_runs.py``); the tests that
+  read them run last. Stopped by this session at its end.
 
 Lanes: ``-m "not slow"`` is the fast lane; the default run (README's test command) deselects the
 ``bench`` and ``rebuild`` lanes (``addopts`` in pyproject.toml), which ``.ci/run`` runs afterwards.
@@ -62,52 +61,32 @@ def toyworld_vlm():
     return _load("toyworld")
 
 
-RUNS: list = []  # the session's SessionRuns, once a selected test needs the Ray head
+RUNS: list = []  # the session's SessionRuns, once a selected test reads one of its runs
 
 
-def ray_order(item) -> int:
-    """0: not on the Ray head; 1: reads ``session_runs``; 2: uses the head itself (``ray_head``)."""
-    names = set(getattr(item, "fixturenames", ()))
-    return 2 if "ray_head" in names else 1 if "session_runs" in names else 0
+def on_ray(item) -> bool:
+    return "session_runs" in getattr(item, "fixturenames", ())
 
 
 @pytest.hookimpl(trylast=True)  # after -m and -k have deselected
 def pytest_collection_modifyitems(config, items):
-    """Tests on the Ray head go last, those that use it directly after those that read its runs; the
-    head and its background runs (``session_runs``) start now."""
-    on_ray = [item for item in items if ray_order(item)]
-    if not on_ray or config.option.collectonly:
+    """Tests that read the session's runs go last; the Ray head and the runs of their modules start now."""
+    readers = [item for item in items if on_ray(item)]
+    if not readers or config.option.collectonly:
         return
-    items.sort(key=ray_order)  # stable: collection order within each group
+    items.sort(key=on_ray)  # stable: collection order otherwise
     from session_runs import DECLARED, SessionRuns
 
-    modules = {item.module.__name__ for item in on_ray}
+    modules = {item.module.__name__ for item in readers}
     RUNS.append(SessionRuns([run for run in DECLARED if run.__module__ in modules]))
 
 
 def pytest_sessionfinish(session, exitstatus):
     while RUNS:
-        import ray
-
-        ray.shutdown()  # a test may have connected this process to the head
         RUNS.pop().stop()
 
 
 @pytest.fixture(scope="session")
 def session_runs():
-    """The session's ``SessionRuns``: its Ray head and the runs its test modules declared."""
+    """The session's ``SessionRuns``: the runs its test modules declared, on one Ray head."""
     return RUNS[0]
-
-
-@pytest.fixture(scope="session")
-def ray_head(session_runs):
-    """One local Ray head (4 logical CPUs) for the session, started when collection ends, stopped at its end;
-    the background runs have all finished when a test gets it."""
-    session_runs.wait_all()
-    return session_runs.head()
-
-
-@pytest.fixture(scope="session")
-def ray_address(ray_head) -> str:
-    """GCS address (``127.0.0.1:<port>``) of the session's Ray head."""
-    return ray_head.address

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -88,9 +89,10 @@ class RayHead:
     process: subprocess.Popen
 
     def stop(self) -> None:
-        """SIGKILL the head's process group and every process still using its temp dir."""
+        """SIGKILL the head's process group and every process still using its temp dir, then remove that dir."""
         kill_started(self.tmp, group=self.process.pid)
         self.process.wait()
+        shutil.rmtree(self.tmp, ignore_errors=True)
 
 
 def start_head(tmp: str, num_cpus: int = 4) -> RayHead:

@@ -5,24 +5,25 @@ On 2 cores the in-process tests (tiny models, mostly one busy thread) and a job 
 then a short pipelined run) each leave much of the machine idle, so overlapping them shortens the
 session without running anything less.
 
-A test module declares its run with ``@session_run``: a function ``(head, out) -> CompletedProcess`` that
-runs the job against ``head`` (a ``raytools.RayHead``) writing under ``out`` (a fresh directory). Its
-tests get ``(out, completed process)`` from ``session_runs.result(function)`` (the ``session_runs``
-fixture). ``conftest.py`` starts the runs of the modules that have selected tests, and stops everything
+A test module declares its run with ``@session_run``: a function ``(head, out) -> value`` that runs a job
+against ``head`` (a ``raytools.RayHead``) writing under ``out`` (a fresh directory) and returns what its
+tests check (the job's ``CompletedProcess``, or facts gathered along the way). Its tests get ``(out,
+value)`` from ``session_runs.result(function)`` (the ``session_runs`` fixture); an exception raised by
+the run is raised there. ``conftest.py`` starts the runs of the modules that have selected tests, and stops everything
 (jobs still running, the head) when the session ends.
 """
 from __future__ import annotations
 
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from raytools import RayHead, kill_started, short_tmpdir, start_head
 
-Run = Callable[[RayHead, Path], subprocess.CompletedProcess]
+Run = Callable[[RayHead, Path], Any]
 DECLARED: list[Run] = []
 
 
@@ -34,32 +35,28 @@ def session_run(run: Run) -> Run:
 
 class SessionRuns:
     """The session's Ray head and the declared runs of the selected modules, started in declaration order
-    on one background thread (the head first); ``head()`` and ``result()`` wait for theirs."""
+    on one background thread (the head first, stopped after the last run); ``result()`` waits for its run."""
 
     def __init__(self, runs: list[Run]):
         self.tmp = Path(tempfile.mkdtemp(prefix="icctp-runs-"))
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="session-runs")
         self._head: Future[RayHead] = self._pool.submit(start_head, short_tmpdir())
         self._runs: dict[Run, Future] = {run: self._pool.submit(self._start, run) for run in runs}
+        self._pool.submit(self._stop_head)  # once the last run is done: an idle head still costs CPU
 
-    def _start(self, run: Run) -> tuple[Path, subprocess.CompletedProcess]:
+    def _start(self, run: Run) -> tuple[Path, Any]:
         out = self.tmp / f"{run.__module__}.{run.__name__}"
         return out, run(self._head.result(), out)
 
-    def head(self) -> RayHead:
-        return self._head.result()
+    def _stop_head(self) -> None:
+        self._head.result().stop()
 
-    def result(self, run: Run) -> tuple[Path, subprocess.CompletedProcess]:
-        """``(out, completed process)`` of ``run``, once it has finished."""
+    def result(self, run: Run) -> tuple[Path, Any]:
+        """``(out, value)`` of ``run``, once it has finished."""
         return self._runs[run].result()
 
-    def wait_all(self) -> None:
-        """Block until every run has finished (a test about to use the head alone)."""
-        for future in self._runs.values():
-            future.exception()
-
     def stop(self) -> None:
-        """Cancel the runs not started, kill the jobs still running and the head, remove the outputs."""
+        """Cancel the runs not started, kill the jobs still running and the head (if still up), remove the outputs."""
         self._pool.shutdown(wait=False, cancel_futures=True)
         kill_started(str(self.tmp))  # a running job's driver (its command line names its output under tmp)
         try:

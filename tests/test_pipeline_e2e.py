@@ -14,28 +14,13 @@ import polars as pl
 import pytest
 from raytools import REPO, eval_all_cmd, kill_started, ray_env
 from session_runs import session_run
+from toyworld_phrases import expected_phrases
 
 pytestmark = pytest.mark.slow
 MANIFEST = "tests/data/e2e.yaml"  # relative: the submitted job runs in its uploaded copy of the repository
 LIMIT = "12"
 VOLATILE = ["run_id", "vision_ms", "select_ms", "prefill_ms", "decode_ms", "other_ms"]
 KEY = ["benchmark", "method", "budget", "sample_id"]
-
-
-def eval_all_in_process(address: str, out: Path, *args: str) -> str:
-    """``jobs/eval_all.py`` on the e2e manifest, run in this process as a driver of the cluster at
-    ``address``; its stdout."""
-    import contextlib
-    import io
-
-    from jobs.eval_all import main
-
-    stdout = io.StringIO()
-    with contextlib.redirect_stdout(stdout):
-        code = main(["--manifest", str(REPO / MANIFEST), "--limit", LIMIT, "--output", str(out), "--address", address,
-                     *args])
-    assert code == 0, stdout.getvalue()[-3000:]
-    return stdout.getvalue()
 
 
 def alive_actors(address: str) -> set[str]:
@@ -142,6 +127,15 @@ def test_evidence_patches_reach_the_predictions_and_the_report(full_run):
     assert "## Evidence coverage" in (run / "report.md").read_text()
 
 
+def test_toy_questions_reach_the_model_actor_with_their_phrases_as_noun_centers(full_run):
+    """The nouns stage's phrases travel through the chain as ``noun_spans`` and become ICCTP's centers."""
+    toy = predictions(full_run[0]).filter((pl.col("benchmark") == "toyworld_vqav2") & (pl.col("method") == "icctp"))
+    assert toy.height == 12 and toy["error"].null_count() == 12
+    assert toy["center_source"].to_list() == ["nouns"] * 12
+    for question, phrases in toy.select("question", "noun_phrases").iter_rows():
+        assert phrases == expected_phrases(question), question
+
+
 def test_pruned_rows_keep_the_budget(full_run):
     preds = predictions(full_run[0]).filter(pl.col("error").is_null())
     full = preds.filter(pl.col("method") == "full")
@@ -150,50 +144,67 @@ def test_pruned_rows_keep_the_budget(full_run):
     assert (pruned["n_kept"] == 64).all() and (pruned["kept_indices"].list.len() == 64).all()
 
 
-def test_resume_after_sigkill_with_retry_errors_equals_uninterrupted_run(full_run, tmp_path, ray_head):
-    """A job SIGKILLed once it has written two part files leaves no metrics; resuming it with
-    ``--retry-errors`` runs exactly what is missing plus every error row written so far (two rows made
-    to look like transient failures, and the bad inputs, which fail again), and ends with the
-    uninterrupted run's predictions and metrics, no row duplicated."""
-    out = tmp_path / "killed"
-    before = alive_actors(ray_head.address)
-    proc = subprocess.Popen(eval_all_cmd("--manifest", MANIFEST, "--limit", LIMIT, "--output", str(out),
-                                         "--address", ray_head.address),
-                            env=ray_env(ray_head.tmp), cwd=REPO, start_new_session=True,
+@session_run
+def killed_then_resumed(head, out):
+    """A job SIGKILLed once it has written two part files, two of its written rows then made to look like
+    transient failures, and the job resumed with ``--retry-errors``: the facts the test checks."""
+    run = out / "killed"
+    before = alive_actors(head.address)
+    proc = subprocess.Popen(eval_all_cmd("--manifest", MANIFEST, "--limit", LIMIT, "--output", str(run),
+                                         "--address", head.address),
+                            env=ray_env(head.tmp), cwd=REPO, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 400
     try:
         while time.monotonic() < deadline and proc.poll() is None:
-            if len(list((out / "predictions").rglob("part-*.parquet"))) >= 2:
+            if len(list((run / "predictions").rglob("part-*.parquet"))) >= 2:
                 break
             time.sleep(0.1)
-        assert proc.poll() is None, "the job finished before it could be killed"
+        alive_when_killed = proc.poll() is None
     finally:
-        kill_started(str(out), group=proc.pid)  # the driver's process group (its command line names ``out``)
+        kill_started(str(run), group=proc.pid)  # the driver's process group (its command line names ``run``)
         proc.wait()
-    wait_for_actors(ray_head.address, before)
-    parts = sorted((out / "predictions").rglob("part-*.parquet"))
-    assert len(parts) >= 2 and not (out / "metrics.parquet").exists()
+    wait_for_actors(head.address, before)
+    parts = sorted((run / "predictions").rglob("part-*.parquet"))
+    facts = {"alive_when_killed": alive_when_killed, "parts": len(parts),
+             "metrics_when_killed": (run / "metrics.parquet").exists(), "transient": 0}
+    if parts:
+        part = max(parts, key=lambda f: pl.read_parquet(f)["error"].null_count())
+        table = pl.read_parquet(part)
+        transient = [i for i, error in enumerate(table["error"].to_list()) if error is None][:2]
+        hit = pl.lit(pl.Series([i in transient for i in range(table.height)]))
+        table.with_columns(
+            pl.when(hit).then(None).otherwise(pl.col("prediction")).alias("prediction"),
+            pl.when(hit).then(pl.lit("RuntimeError: transient")).otherwise(pl.col("error")).alias("error"),
+        ).write_parquet(part)
+        written = pl.concat([pl.read_parquet(f, columns=["error"]) for f in parts])
+        facts.update(transient=len(transient), written=written.height, written_errors=written["error"].is_not_null().sum())
+    facts["resumed"] = subprocess.run(
+        eval_all_cmd("--manifest", MANIFEST, "--limit", LIMIT, "--output", str(run), "--address", head.address,
+                     "--retry-errors"),
+        env=ray_env(head.tmp), cwd=REPO, capture_output=True, text=True, timeout=600)
+    return facts
 
-    part = max(parts, key=lambda f: pl.read_parquet(f)["error"].null_count())
-    table = pl.read_parquet(part)
-    transient = [i for i, error in enumerate(table["error"].to_list()) if error is None][:2]
-    hit = pl.lit(pl.Series([i in transient for i in range(table.height)]))
-    table.with_columns(pl.when(hit).then(None).otherwise(pl.col("prediction")).alias("prediction"),
-                       pl.when(hit).then(pl.lit("RuntimeError: transient")).otherwise(pl.col("error")).alias("error"),
-                       ).write_parquet(part)
-    written = pl.concat([pl.read_parquet(f, columns=["error"]) for f in parts])
+
+def test_resume_after_sigkill_with_retry_errors_equals_uninterrupted_run(full_run, session_runs):
+    """A job SIGKILLed once it has written two part files leaves no metrics; resuming it with
+    ``--retry-errors`` runs exactly what is missing plus every error row written so far (two rows made
+    to look like transient failures, and the bad inputs, which fail again), and ends with the
+    uninterrupted run's predictions and metrics, no row duplicated."""
+    out, facts = session_runs.result(killed_then_resumed)
+    assert facts["alive_when_killed"], "the job finished before it could be killed"
+    assert facts["parts"] >= 2 and not facts["metrics_when_killed"]
+    assert facts["transient"] == 2 and facts["written_errors"] >= 2
+    resumed_proc = facts["resumed"]
+    assert resumed_proc.returncode == 0, resumed_proc.stdout[-3000:] + resumed_proc.stderr[-3000:]
     reference = predictions(full_run[0])
-    assert len(transient) == 2 and written["error"].is_not_null().sum() >= 2
-
-    stdout = eval_all_in_process(ray_head.address, out, "--retry-errors")
-    todo = reference.height - written.height + written["error"].is_not_null().sum()
-    assert f"({todo} new)" in stdout
-    resumed = predictions(out)
+    todo = reference.height - facts["written"] + facts["written_errors"]
+    assert f"({todo} new)" in resumed_proc.stdout
+    resumed = predictions(out / "killed")
     assert resumed.select(KEY).is_duplicated().sum() == 0
     assert resumed.select(KEY).equals(reference.select(KEY))
     differing = [c for c in resumed.columns if not resumed[c].equals(reference[c])]
     assert not differing, {c: (resumed.filter(resumed[c] != reference[c]).select(KEY + [c]).head(3).to_dicts(),
                                reference.filter(resumed[c] != reference[c])[c].head(3).to_list()) for c in differing}
-    assert pl.read_parquet(out / "metrics.parquet").sort("benchmark", "method", "budget", "metric").equals(
+    assert pl.read_parquet(out / "killed" / "metrics.parquet").sort("benchmark", "method", "budget", "metric").equals(
         pl.read_parquet(full_run[0] / "metrics.parquet").sort("benchmark", "method", "budget", "metric"))

@@ -1,7 +1,8 @@
 """``scripts/eval_toyworld.py`` on a few fresh questions, through the real job on the session's Ray head (a
-``session_run``, in the background from the start of the session): the
-nouns stage's phrases reach the model actor as ``noun_spans`` and become its centers, and the
-written predictions show ICCTP keeping more of the asked object than CLS at 16 tokens."""
+``session_run``; long lane, with the other scripts' own Ray runs): the nouns stage's phrases reach the
+model actor as ``noun_spans`` and become its centers (also checked on the e2e run's toy-world rows), the
+written predictions show ICCTP keeping more of the asked object than CLS at 16 tokens, and the script
+prints its table."""
 from __future__ import annotations
 
 import re
@@ -12,11 +13,12 @@ import polars as pl
 import pytest
 from raytools import REPO, ray_env
 from session_runs import session_run
+from toyworld_phrases import expected_phrases
 
 from pipeline.report.evidence import coverage_table
 from pipeline.report.runs import scan_predictions
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.bench]  # the script's own Ray run: the long lane
 QUESTIONS = 16
 
 
@@ -35,16 +37,6 @@ def job(session_runs):
     out, proc = session_runs.result(evaluated)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     return out, proc.stdout
-
-
-def expected_phrases(question: str) -> list[str]:
-    """spaCy's noun phrases of the three toy question forms."""
-    attribute = re.search(r"(\w+) object", question).group(1)
-    if question.startswith("What color"):
-        return ["color", f"{attribute} object"]
-    if question.startswith("What pattern"):
-        return ["pattern", f"{attribute} object"]
-    return [f"{attribute} object", "image"]
 
 
 def test_every_row_gets_its_phrases_as_noun_centers_through_ray(job):
