@@ -26,7 +26,7 @@ sys.path[:0] = [str(REPO), str(REPO / "tests")]
 import test_toyworld_model as T  # noqa: E402
 import torch  # noqa: E402
 
-from pipeline.fixtures import tiny_model_path  # noqa: E402
+from pipeline.fixtures import FRESH_QUESTIONS, FRESH_SEED, tiny_model_path  # noqa: E402
 from pipeline.fixtures import toyworld as tw  # noqa: E402
 from pipeline.model import load_vlm, steps  # noqa: E402
 from pipeline.stages import nouns as nouns_stage  # noqa: E402
@@ -60,8 +60,8 @@ def fmt(triple) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seed", type=int, default=T.SEED)
-    parser.add_argument("--questions", type=int, default=T.QUESTIONS, help="per benchmark")
+    parser.add_argument("--seed", type=int, default=FRESH_SEED)
+    parser.add_argument("--questions", type=int, default=FRESH_QUESTIONS, help="per benchmark")
     parser.add_argument("--model", help="checkpoint directory (default: the committed toy-world model)")
     parser.add_argument("--break", dest="defect", choices=("splice", "positions"))
     args = parser.parse_args(argv)
@@ -69,8 +69,10 @@ def main(argv=None) -> int:
         {"splice": break_splice, "positions": break_positions}[args.defect]()
     vlm = load_vlm(args.model or tiny_model_path("toyworld"))
     out = Path(tempfile.mkdtemp(prefix="toyworld-checks-"))
-    samples = T.read_samples(tw.write_tables(out, seed=args.seed, n=args.questions))
-    ablated = T.read_samples(tw.write_tables(out / "ablated", seed=args.seed, n=args.questions, ablate=True))
+    samples = T.read_samples({name: {"test": str(path)} for name, path in
+                              tw.write_tables(out, seed=args.seed, n=args.questions).items()})
+    ablated = T.read_samples({name: {"test": str(path)} for name, path in
+                              tw.write_tables(out / "ablated", seed=args.seed, n=args.questions, ablate=True).items()})
     print(f"seed {args.seed}, {args.questions} + {args.questions} questions, model {args.model or 'fixture:toyworld'}"
           f"{', broken: ' + args.defect if args.defect else ''}\n")
     print("| benchmark | full | ICCTP@16 | CLS@16 | paired ICCTP − CLS | asked object removed | floor |")

@@ -25,7 +25,7 @@ import torch
 
 import icctp.nouns
 from pipeline.benchmarks import iter_samples
-from pipeline.fixtures import toyworld as tw
+from pipeline.fixtures import dataset_files
 from pipeline.model import vlm as adapter
 from pipeline.report.intervals import Z95, wilson
 from pipeline.stages import nouns as nouns_stage
@@ -33,8 +33,8 @@ from pipeline.stages.nouns import NounStage
 
 pytestmark = pytest.mark.slow
 
-SEED = 12          # fresh questions: the default run uses seed 0, training draws from other streams
-QUESTIONS = 250    # per benchmark
+# Fresh questions: the fixture tables of seed FRESH_SEED (12; the default run uses seed 0, training draws
+# from other streams), FRESH_QUESTIONS (250) per benchmark, and their copies without the asked object.
 BUDGET = 16
 FLOOR = {"vqav2": 0.90, "pope": 0.90}   # unpruned accuracy's 95% lower bound must clear these (docs/toyworld.md)
 CHANCE = {"vqav2": (1 / 8 + 1 / 5) / 2, "pope": 0.5}  # guessing a colour / pattern; yes or no
@@ -48,11 +48,12 @@ def vlm(toyworld_vlm):
         yield toyworld_vlm
 
 
-def read_samples(paths) -> dict[str, list[dict]]:
+def read_samples(files: dict[str, dict[str, str]]) -> dict[str, list[dict]]:
+    """Samples of the toy tables ``{benchmark: data_files}`` through the benchmark cards, with answer and kind."""
     out = {}
-    for name, path in paths.items():
+    for name, data_files in files.items():
         out[name] = []
-        for s in iter_samples(name, data_files={"test": str(path)}):
+        for s in iter_samples(name, data_files=data_files):
             targets = json.loads(s["targets"])
             answer = targets["answers"][0] if name == "vqav2" else targets["answer"]
             kind = ("color" if s["question"].startswith("What color") else "pattern") if name == "vqav2" else \
@@ -62,13 +63,13 @@ def read_samples(paths) -> dict[str, list[dict]]:
 
 
 @pytest.fixture(scope="module")
-def samples(tmp_path_factory):
-    return read_samples(tw.write_tables(tmp_path_factory.mktemp("toyworld"), seed=SEED, n=QUESTIONS))
+def samples(fixtures_root):
+    return read_samples({name: dataset_files(f"toyworld_fresh_{name}") for name in ("vqav2", "pope")})
 
 
 @pytest.fixture(scope="module")
-def ablated(tmp_path_factory):
-    return read_samples(tw.write_tables(tmp_path_factory.mktemp("ablated"), seed=SEED, n=QUESTIONS, ablate=True))
+def ablated(fixtures_root):
+    return read_samples({name: dataset_files(f"toyworld_fresh_ablated_{name}") for name in ("vqav2", "pope")})
 
 
 def noun_spans(samples) -> list[list[dict]]:
