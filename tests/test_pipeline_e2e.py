@@ -168,17 +168,18 @@ def killed_then_resumed(head, out):
     parts = sorted((run / "predictions").rglob("part-*.parquet"))
     facts = {"alive_when_killed": alive_when_killed, "parts": len(parts),
              "metrics_when_killed": (run / "metrics.parquet").exists(), "transient": 0}
-    if parts:
-        part = max(parts, key=lambda f: pl.read_parquet(f)["error"].null_count())
+    for part in parts:  # the first two rows written without an error become transient failures
         table = pl.read_parquet(part)
-        transient = [i for i, error in enumerate(table["error"].to_list()) if error is None][:2]
-        hit = pl.lit(pl.Series([i in transient for i in range(table.height)]))
-        table.with_columns(
-            pl.when(hit).then(None).otherwise(pl.col("prediction")).alias("prediction"),
-            pl.when(hit).then(pl.lit("RuntimeError: transient")).otherwise(pl.col("error")).alias("error"),
-        ).write_parquet(part)
-        written = pl.concat([pl.read_parquet(f, columns=["error"]) for f in parts])
-        facts.update(transient=len(transient), written=written.height, written_errors=written["error"].is_not_null().sum())
+        hit = [i for i, error in enumerate(table["error"].to_list()) if error is None][:2 - facts["transient"]]
+        if hit:
+            mask = pl.lit(pl.Series([i in hit for i in range(table.height)]))
+            table.with_columns(
+                pl.when(mask).then(None).otherwise(pl.col("prediction")).alias("prediction"),
+                pl.when(mask).then(pl.lit("RuntimeError: transient")).otherwise(pl.col("error")).alias("error"),
+            ).write_parquet(part)
+            facts["transient"] += len(hit)
+    written = pl.concat([pl.read_parquet(f, columns=["error"]) for f in parts]) if parts else pl.DataFrame({"error": []})
+    facts.update(written=written.height, written_errors=int(written["error"].is_not_null().sum()))
     facts["resumed"] = subprocess.run(
         eval_all_cmd("--manifest", MANIFEST, "--limit", LIMIT, "--output", str(run), "--address", head.address,
                      "--retry-errors"),
