@@ -17,6 +17,7 @@ read again, nothing is lost or duplicated.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import json
@@ -156,6 +157,26 @@ def vlm_stage(manifest: Manifest) -> ModelStage:
                       preprocess=(model_path, dtype))
 
 
+FOOTER_ENV = "RAY_DATA_PARQUET_FOOTER_NUM_ACTORS"
+FILES_PER_FOOTER_READER = 64
+
+
+@contextlib.contextmanager
+def footer_readers(n_files: int):
+    """Ray Data's Parquet reader lists files on a pool of footer-reading actors, 32 unless ``FOOTER_ENV``
+    says otherwise, read when the dataset is created. A run's question files are few and small (one footer
+    each), so unless the user set it, the pool is one actor per ``FILES_PER_FOOTER_READER`` files (1 to
+    32): on a small cluster 32 actor processes cost more than the reads."""
+    if FOOTER_ENV in os.environ:
+        yield
+        return
+    os.environ[FOOTER_ENV] = str(min(32, -(-n_files // FILES_PER_FOOTER_READER)))
+    try:
+        yield
+    finally:
+        del os.environ[FOOTER_ENV]
+
+
 def build_chain(plan: ResumePlan, compute: Compute, model: ModelStage, variants: list[Variant], run_id: str,
                 predictions_dir: Path, noun_langs: dict[str, str] | None = None):
     """The Ray Data chain read → [PendingFilter] → nouns → [preprocess] → model → write over the shards
@@ -164,7 +185,8 @@ def build_chain(plan: ResumePlan, compute: Compute, model: ModelStage, variants:
     from ray.data import ActorPoolStrategy
 
     # ``path``: the shard each row comes from, where the preprocess stage finds its image file.
-    ds = ray.data.read_parquet(plan.shards, partitioning=None, num_cpus=0.25, include_paths=True)
+    with footer_readers(len(plan.shards)):
+        ds = ray.data.read_parquet(plan.shards, partitioning=None, num_cpus=0.25, include_paths=True)
     ds = ds.repartition(target_num_rows_per_block=compute.block_rows)
     if plan.pending:
         keys = [v.key for v in variants]
