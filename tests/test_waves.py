@@ -41,9 +41,9 @@ def test_preparations_finishing_within_the_settle_time_share_a_wave():
         assert release.wait(10), "the first wave never came"
         return {}
 
-    jobs = {"a": dict, "b": lambda: time.sleep(0.3) or {}, "c": blocked, "d": dict}
+    jobs = {"a": dict, "b": lambda: time.sleep(0.1) or {}, "c": blocked, "d": dict}
     got = []
-    for wave in waves(jobs, {}, settle_s=2.0):
+    for wave in waves(jobs, {}, settle_s=1.0):
         got.append(wave)
         release.set()
     assert got == [["a", "b"], ["c", "d"]]
