@@ -9,8 +9,8 @@
 - ``session_runs``: one local Ray head for the session (``raytools.RayHead``: its own temp dir under /tmp
   and free ports) and the job-level runs test modules declare with ``@session_run`` (``eval_all --address
   <head.address>``, ``ray job submit --address <head.dashboard>``), started when collection ends and run
-  one after another in the background while the other tests run (``session_runs.py``); the tests that
-  read them run last. Stopped by this session at its end.
+  one after another in the background while the other tests run (``session_runs.py``; in a long-lane
+  session, when the first test reads one); the tests that read them run last. Stopped by this session at its end.
 
 Lanes: ``-m "not slow"`` is the fast lane; the default run (README's test command) deselects the
 ``bench`` and ``rebuild`` lanes (``addopts`` in pyproject.toml), which ``.ci/run`` runs afterwards.
@@ -73,7 +73,9 @@ def on_ray(item) -> bool:
 
 @pytest.hookimpl(trylast=True)  # after -m and -k have deselected
 def pytest_collection_modifyitems(config, items):
-    """Tests that read the session's runs go last; the Ray head and the runs of their modules start now."""
+    """Tests that read the session's runs go last. The Ray head and the runs of their modules start now,
+    in the background, unless every reader is in the long lane (``bench``: its other tests start Ray
+    clusters of their own, which a background job would only slow down); then at the first reader."""
     readers = [item for item in items if on_ray(item)]
     if not readers or config.option.collectonly:
         return
@@ -81,7 +83,8 @@ def pytest_collection_modifyitems(config, items):
     from session_runs import DECLARED, SessionRuns
 
     modules = {item.module.__name__ for item in readers}
-    RUNS.append(SessionRuns([run for run in DECLARED if run.__module__ in modules]))
+    eager = any(item.get_closest_marker("bench") is None for item in readers)
+    RUNS.append(SessionRuns([run for run in DECLARED if run.__module__ in modules], start=eager))
 
 
 def pytest_sessionfinish(session, exitstatus):

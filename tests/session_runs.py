@@ -34,14 +34,22 @@ def session_run(run: Run) -> Run:
 
 
 class SessionRuns:
-    """The session's Ray head and the declared runs of the selected modules, started in declaration order
-    on one background thread (the head first, stopped after the last run); ``result()`` waits for its run."""
+    """The session's Ray head and the declared runs of the selected modules, run in declaration order on one
+    background thread (the head first, stopped after the last run), from construction (``start``) or from
+    the first ``result()``; ``result()`` waits for its run."""
 
-    def __init__(self, runs: list[Run]):
+    def __init__(self, runs: list[Run], start: bool = True):
         self.tmp = Path(tempfile.mkdtemp(prefix="icctp-runs-"))
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="session-runs")
-        self._head: Future[RayHead] = self._pool.submit(start_head, short_tmpdir())
-        self._runs: dict[Run, Future] = {run: self._pool.submit(self._start, run) for run in runs}
+        self._declared = runs
+        self._head: Future[RayHead] | None = None
+        self._runs: dict[Run, Future] = {}
+        if start:
+            self._start_all()
+
+    def _start_all(self) -> None:
+        self._head = self._pool.submit(start_head, short_tmpdir())
+        self._runs = {run: self._pool.submit(self._start, run) for run in self._declared}
         self._pool.submit(self._stop_head)  # once the last run is done: an idle head still costs CPU
 
     def _start(self, run: Run) -> tuple[Path, Any]:
@@ -53,16 +61,20 @@ class SessionRuns:
 
     def result(self, run: Run) -> tuple[Path, Any]:
         """``(out, value)`` of ``run``, once it has finished."""
+        if self._head is None:
+            self._start_all()
         return self._runs[run].result()
 
     def stop(self) -> None:
         """Cancel the runs not started, kill the jobs still running and the head (if still up), remove the outputs."""
         self._pool.shutdown(wait=False, cancel_futures=True)
         kill_started(str(self.tmp))  # a running job's driver (its command line names its output under tmp)
-        try:
-            head = self._head.result(timeout=130)
-        except Exception:  # the head never came up: nothing of it to stop
-            head = None
+        head = None
+        if self._head is not None:
+            try:
+                head = self._head.result(timeout=130)
+            except Exception:  # the head never came up: nothing of it to stop
+                pass
         self._pool.shutdown(wait=True)
         if head is not None:
             head.stop()

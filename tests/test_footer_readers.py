@@ -13,7 +13,8 @@ from pipeline.run import FOOTER_ENV, footer_readers
 def test_one_reader_per_64_files_at_most_32(monkeypatch, n_files, actors):
     monkeypatch.delenv(FOOTER_ENV, raising=False)
     with footer_readers(n_files):
-        assert FooterFileIndexer(ignore_missing_paths=False)._num_actors == actors  # what Ray Data's reader reads when the dataset is created
+        # what Ray Data's reader reads when the dataset is created
+        assert FooterFileIndexer(ignore_missing_paths=False)._num_actors == actors
     assert FOOTER_ENV not in os.environ
 
 

@@ -15,30 +15,34 @@ from pipeline.nightly import NIGHTLY_BUDGETS, POINTER, latest_good, run_nightly,
 ROOT = Path(__file__).resolve().parents[1]
 SYNTHETIC = dict(benchmarks=("vqav2",), methods=("full", "icctp"), n_samples=3)
 
-FAKE_EVAL = f'''
-import argparse, json, os, sys
+FAKE_EVAL = """
+import argparse, json, os, shutil, sys
 if os.environ.get("FAKE_EVAL_FAIL"):
     sys.exit(3)
-sys.path.insert(0, {str(ROOT)!r})
-import polars as pl
-from pipeline.fixtures.synthetic_run import write_synthetic_run
 p = argparse.ArgumentParser()
 p.add_argument("--manifest"); p.add_argument("--budgets"); p.add_argument("--output")
 args, extra = p.parse_known_args()
-run = write_synthetic_run(args.output, **SYNTHETIC, budgets=[int(b) for b in args.budgets.split(",")])
-(run / "argv.json").write_text(json.dumps(sys.argv[1:]))
+shutil.copytree(os.path.join(TEMPLATES, args.budgets), args.output, dirs_exist_ok=True)
+with open(os.path.join(args.output, "argv.json"), "w") as f:
+    json.dump(sys.argv[1:], f)
 if os.environ.get("FAKE_EVAL_DOCTOR"):
-    path = run / "metrics.parquet"
+    import polars as pl
+    path = os.path.join(args.output, "metrics.parquet")
     pl.read_parquet(path).with_columns(
         pl.when(pl.col("budget") == 32).then(pl.col("value") - 0.05).otherwise(pl.col("value")).alias("value")
     ).write_parquet(path)
-'''
+"""
 
 
 @pytest.fixture
 def fake_eval(tmp_path) -> Path:
+    """A stand-in for jobs/eval_all.py: copies the synthetic run written here for its ``--budgets`` (so the
+    subprocess imports only what copying needs), records its argv, and can fail or regress on request."""
+    templates = tmp_path / "templates"
+    for budgets in (NIGHTLY_BUDGETS, (576, 32)):
+        write_synthetic_run(templates / ",".join(map(str, budgets)), **SYNTHETIC, budgets=list(budgets))
     script = tmp_path / "fake_eval_all.py"
-    script.write_text(f"SYNTHETIC = {SYNTHETIC!r}\n" + FAKE_EVAL)
+    script.write_text(f"TEMPLATES = {str(templates)!r}\n" + FAKE_EVAL)
     return script
 
 
