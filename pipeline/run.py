@@ -17,7 +17,6 @@ read again, nothing is lost or duplicated.
 """
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import functools
 import json
@@ -158,23 +157,15 @@ def vlm_stage(manifest: Manifest) -> ModelStage:
 
 
 FOOTER_ENV = "RAY_DATA_PARQUET_FOOTER_NUM_ACTORS"
-FILES_PER_FOOTER_READER = 64
+FOOTER_READERS = 2
 
 
-@contextlib.contextmanager
-def footer_readers(n_files: int):
+def limit_footer_readers() -> None:
     """Ray Data's Parquet reader lists files on a pool of footer-reading actors, 32 unless ``FOOTER_ENV``
-    says otherwise, read when the dataset is created. A run's question files are few and small (one footer
-    each), so unless the user set it, the pool is one actor per ``FILES_PER_FOOTER_READER`` files (1 to
-    32): on a small cluster 32 actor processes cost more than the reads."""
-    if FOOTER_ENV in os.environ:
-        yield
-        return
-    os.environ[FOOTER_ENV] = str(min(32, -(-n_files // FILES_PER_FOOTER_READER)))
-    try:
-        yield
-    finally:
-        del os.environ[FOOTER_ENV]
+    says otherwise (read when a dataset is created). A run's question files are few and small, one footer
+    each, so unless the user set it the pool is ``FOOTER_READERS`` actors: on a small cluster 32 actor
+    processes cost more than the reads. Call before the prepare thread starts (``setenv`` is not thread-safe)."""
+    os.environ.setdefault(FOOTER_ENV, str(FOOTER_READERS))
 
 
 def build_chain(plan: ResumePlan, compute: Compute, model: ModelStage, variants: list[Variant], run_id: str,
@@ -185,8 +176,7 @@ def build_chain(plan: ResumePlan, compute: Compute, model: ModelStage, variants:
     from ray.data import ActorPoolStrategy
 
     # ``path``: the shard each row comes from, where the preprocess stage finds its image file.
-    with footer_readers(len(plan.shards)):
-        ds = ray.data.read_parquet(plan.shards, partitioning=None, num_cpus=0.25, include_paths=True)
+    ds = ray.data.read_parquet(plan.shards, partitioning=None, num_cpus=0.25, include_paths=True)
     ds = ds.repartition(target_num_rows_per_block=compute.block_rows)
     if plan.pending:
         keys = [v.key for v in variants]
@@ -237,6 +227,7 @@ def run_eval(manifest: Manifest, run_dir: Path, *, limit: int | None = None, add
              retry_errors: bool = False, model: ModelStage | None = None) -> RunResult:
     """Prepare, run the chain on what is pending (a wave at a time), score and report; ``model`` defaults to ``vlm_stage``.
     ``retry_errors`` first drops the error rows of a previous attempt so that they run again."""
+    limit_footer_readers()
     run_dir = Path(run_dir).resolve()
     info = open_run(manifest, run_dir, limit)
     compute = manifest.compute

@@ -1,25 +1,26 @@
-"""Ray Data's Parquet footer-reader pool is sized to the question files of a chain, unless the user sized it."""
+"""Ray Data's Parquet footer-reader pool is a small one for a run's question files, unless the user sized it."""
 from __future__ import annotations
 
 import os
 
-import pytest
 from ray.data._internal.datasource_v2.formats.parquet.footer_file_indexer import FooterFileIndexer
 
-from pipeline.run import FOOTER_ENV, footer_readers
+from pipeline.run import FOOTER_ENV, FOOTER_READERS, limit_footer_readers
 
 
-@pytest.mark.parametrize(("n_files", "actors"), [(1, 1), (64, 1), (65, 2), (640, 10), (100_000, 32)])
-def test_one_reader_per_64_files_at_most_32(monkeypatch, n_files, actors):
+def readers() -> int:
+    """The pool size Ray Data's Parquet reader reads when a dataset is created."""
+    return FooterFileIndexer(ignore_missing_paths=False)._num_actors
+
+
+def test_a_run_reads_footers_on_a_small_pool(monkeypatch):
     monkeypatch.delenv(FOOTER_ENV, raising=False)
-    with footer_readers(n_files):
-        # what Ray Data's reader reads when the dataset is created
-        assert FooterFileIndexer(ignore_missing_paths=False)._num_actors == actors
-    assert FOOTER_ENV not in os.environ
+    assert readers() == 32  # Ray Data's own default
+    limit_footer_readers()
+    assert os.environ[FOOTER_ENV] == str(FOOTER_READERS) and readers() == FOOTER_READERS == 2
 
 
 def test_a_users_setting_is_kept(monkeypatch):
     monkeypatch.setenv(FOOTER_ENV, "5")
-    with footer_readers(1):
-        assert FooterFileIndexer(ignore_missing_paths=False)._num_actors == 5
-    assert os.environ[FOOTER_ENV] == "5"
+    limit_footer_readers()
+    assert readers() == 5

@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 from pipeline.manifest import REFERENCE_BUDGET, Manifest, Variant
 from pipeline.methods import METHODS
 from pipeline.model.vlm import resolve_dtype
-from pipeline.run import ModelStage, build_chain, init_ray, input_shards, open_run, resolve_model_path
+from pipeline.run import ModelStage, build_chain, init_ray, input_shards, limit_footer_readers, open_run, resolve_model_path
 from pipeline.stages.attribute import AttributionStage, space_label
 from pipeline.stages.prepare import SUCCESS, prepare_benchmark, write_json_atomic, write_shard
 from pipeline.stages.resume import plan_resume
@@ -123,6 +123,7 @@ def run_attribution(manifest: Manifest, run_dir: Path, *, limit: int | None = No
 
     if manifest.attribution is None:
         raise ValueError(f"manifest {manifest.name!r} has no attribution: section")
+    limit_footer_readers()
     run_dir = Path(run_dir).resolve()
     info = open_run(manifest, run_dir, limit)
     compute = manifest.compute
