@@ -1,5 +1,5 @@
-"""Job-level runs that start as soon as collection ends and run one after another on the session's Ray head,
-in a background thread, while the in-process tests run; the tests that read them are ordered last.
+"""Job-level runs that start when collection ends and run one after another on the session's Ray head, in a
+background thread, while the in-process tests run; the tests that read them are ordered last.
 
 On 2 cores the in-process tests (tiny models, mostly one busy thread) and a job (actors starting up,
 then a short pipelined run) each leave much of the machine idle, so overlapping them shortens the
@@ -9,8 +9,9 @@ A test module declares its run with ``@session_run``: a function ``(head, out) -
 against ``head`` (a ``raytools.RayHead``) writing under ``out`` (a fresh directory) and returns what its
 tests check (the job's ``CompletedProcess``, or facts gathered along the way). Its tests get ``(out,
 value)`` from ``session_runs.result(function)`` (the ``session_runs`` fixture); an exception raised by
-the run is raised there. ``conftest.py`` starts the runs of the modules that have selected tests, and stops everything
-(jobs still running, the head) when the session ends.
+the run is raised there. ``conftest.py`` starts the runs of the modules that have selected tests (in a
+session of only long-lane readers, at the first reader, since that lane's other tests start Ray clusters of
+their own), and stops everything (jobs still running, the head) when the session ends.
 """
 from __future__ import annotations
 
