@@ -91,3 +91,25 @@ def test_all_bad_batch_returns_error_rows(vlm):
     out = vlm.generate([dict(sample(0), image=b"xx"), dict(sample(1), prompt=" ")], method="icctp", budget=8)
     assert [o["prediction"] for o in out] == [None, None]
     assert all(o["error"] for o in out)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["llava15", "llava_next"])
+def test_processed_pixels_equal_the_processors_own_tensors(kind, fixtures_root):
+    """``processed_pixels`` (per-image arrays stacked by torch) gives the processor's ``return_tensors="pt"``
+    output bit for bit, on images of several sizes (LLaVA-NeXT: different grid counts, padded)."""
+    import numpy as np
+    import torch
+    from transformers import AutoProcessor
+
+    from pipeline.fixtures import tiny_model_path
+    from pipeline.model.llava import processed_pixels
+
+    processor = AutoProcessor.from_pretrained(str(tiny_model_path(kind))).image_processor
+    rng = np.random.default_rng(0)
+    pictures = [Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)) for h, w in
+                [(336, 336), (200, 500), (480, 300), (17, 23)]]
+    stock = processor(pictures, return_tensors="pt")
+    pixels, rest = processed_pixels(processor, pictures)
+    assert pixels.dtype == stock["pixel_values"].dtype and torch.equal(pixels, stock["pixel_values"])
+    assert sorted(rest) == sorted(k for k in stock if k != "pixel_values")

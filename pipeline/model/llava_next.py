@@ -19,6 +19,7 @@ import torch
 from PIL import Image
 
 from pipeline.model import compat, vision
+from pipeline.model.llava import processed_pixels
 from pipeline.model.visual import ImagePixels, VisualTokens
 
 MODEL_CLASS = "LlavaNextForConditionalGeneration"  # the transformers class ``load_vlm`` loads for this family
@@ -50,12 +51,12 @@ def num_grids(image_size: tuple[int, int], config) -> int:
 def pixel_inputs(processor, config, images: list[Image.Image], keys: list[str],
                  dtype: torch.dtype) -> list[ImagePixels]:
     """CPU half: the any-resolution image processor; each image keeps its own grids (base + crops)."""
-    batch = processor.image_processor(images, return_tensors="pt")
+    pixels, rest = processed_pixels(processor.image_processor, images)  # (N, P max, 3, 336, 336)
     out = []
     for i, key in enumerate(keys):
-        size = tuple(int(v) for v in batch["image_sizes"][i])
+        size = tuple(int(v) for v in rest["image_sizes"][i])
         count = num_grids(size, config)
-        out.append(ImagePixels(key, batch["pixel_values"][i, :count].to(dtype), size))  # (P, 3, 336, 336)
+        out.append(ImagePixels(key, pixels[i, :count].to(dtype), size))  # (P, 3, 336, 336)
     return out
 
 
