@@ -10,7 +10,8 @@
   and free ports) and the job-level runs test modules declare with ``@session_run`` (``eval_all --address
   <head.address>``, ``ray job submit --address <head.dashboard>``), started when collection ends and run
   one after another in the background while the other tests run (``session_runs.py``; in a long-lane
-  session, when the first test reads one); the tests that read them run last. Stopped by this session at its end.
+  session, when the first test reads one), on half of the CPUs until they are done; the tests that read them run
+  last. Stopped by this session at its end.
 
 Lanes: ``-m "not slow"`` is the fast lane; the default run (README's test command) deselects the
 ``bench`` and ``rebuild`` lanes (``addopts`` in pyproject.toml), which ``.ci/run`` runs afterwards.
@@ -85,6 +86,10 @@ def pytest_collection_modifyitems(config, items):
     modules = {item.module.__name__ for item in readers}
     eager = any(item.get_closest_marker("bench") is None for item in readers)
     RUNS.append(SessionRuns([run for run in DECLARED if run.__module__ in modules], start=eager))
+    if RUNS[0].foreground_cpus:  # as many torch threads as the in-process tests have CPUs (tiny models gain nothing from more)
+        import torch
+
+        torch.set_num_threads(len(RUNS[0].foreground_cpus))
 
 
 def pytest_sessionfinish(session, exitstatus):

@@ -37,10 +37,10 @@ def test_tables_have_the_hub_schema_plus_evidence_and_load_through_the_cards(tab
 @pytest.mark.slow
 def test_same_seed_rebuilds_byte_identical_and_another_seed_differs(tables, tmp_path):
     again = tw.write_tables(tmp_path / "same", seed=3, n=41)
-    other = tw.write_tables(tmp_path / "other", seed=4, n=41)
+    other = tw.write_tables(tmp_path / "other", seed=4, n=6)
     for name, path in tables.items():
         assert path.read_bytes() == again[name].read_bytes(), name
-        assert [r["question"] for r in rows(path)] != [r["question"] for r in rows(other[name])], name
+        assert [r["question"] for r in rows(path)][:6] != [r["question"] for r in rows(other[name])], name
 
 
 PALETTE = np.array(list(tw.COLORS.values()), float)  # (8, 3)
