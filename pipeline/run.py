@@ -35,8 +35,9 @@ from pipeline.fixtures import tiny_model_path
 from pipeline.manifest import FIXTURE_PREFIX, Compute, Manifest, Variant
 from pipeline.model.vlm import resolve_dtype
 from pipeline.report import write_report
+from pipeline.stages.atomic import write_json_atomic
 from pipeline.stages.nouns import NounStage
-from pipeline.stages.prepare import SUCCESS, prepare_benchmark, write_json_atomic
+from pipeline.stages.prepare import SUCCESS, prepare_benchmark
 from pipeline.stages.preprocess import PreprocessStage
 from pipeline.stages.resume import PendingFilter, ResumePlan, drop_error_rows, plan_resume
 from pipeline.stages.schema import OOM_SPLITS

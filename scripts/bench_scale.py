@@ -199,7 +199,8 @@ def run_child(run_dir: Path) -> None:
     """One driver process: prepare, plan, chain, score, report; records each phase in ``child-<pid>.json``."""
     from pipeline.report import write_report
     from pipeline.run import ModelStage, build_chain, input_shards, open_run, score_run
-    from pipeline.stages.prepare import prepare_benchmark, write_json_atomic
+    from pipeline.stages.atomic import write_json_atomic
+    from pipeline.stages.prepare import prepare_benchmark
     from pipeline.stages.resume import plan_resume
 
     spec = json.loads((run_dir / "bench.json").read_text())

@@ -27,8 +27,9 @@ from pipeline.manifest import REFERENCE_BUDGET, Manifest, Variant
 from pipeline.methods import METHODS
 from pipeline.model.vlm import resolve_dtype
 from pipeline.run import ModelStage, build_chain, init_ray, input_shards, limit_footer_readers, open_run, resolve_model_path
+from pipeline.stages.atomic import write_json_atomic
 from pipeline.stages.attribute import AttributionStage, space_label
-from pipeline.stages.prepare import SUCCESS, prepare_benchmark, write_json_atomic, write_shard
+from pipeline.stages.prepare import SUCCESS, prepare_benchmark, write_shard
 from pipeline.stages.resume import plan_resume
 from pipeline.stages.shard_images import KEY, ImageStore, read_images
 from pipeline.stages.write import partition_dir

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -26,6 +25,7 @@ import pyarrow.parquet as pq
 from pipeline.benchmarks import BENCHMARKS, fixture_data_files, iter_samples
 from pipeline.fixtures import dataset_files
 from pipeline.manifest import FIXTURE_PREFIX, BenchmarkSource
+from pipeline.stages.atomic import write_atomic, write_json_atomic
 from pipeline.stages.schema import IMAGES_SCHEMA, INPUT_SCHEMA
 from pipeline.stages.shard_images import IMAGES_DIR, KEY, ROW_GROUP_IMAGES, images_path
 
@@ -42,14 +42,6 @@ def resolve_data_files(data_files: str | dict[str, str] | None) -> str | dict[st
     return data_files
 
 
-def write_atomic(table: pa.Table, path: Path, **options) -> None:
-    """Write ``table`` to ``path`` so that the file either exists complete or not at all (``options``:
-    ``pq.write_table``'s)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table, tmp, **options)
-    os.replace(tmp, path)
-
-
 def write_shard(out_dir: Path, index: int, rows: list[dict], images: dict[str, bytes]) -> None:
     """Write input shard ``index`` of ``out_dir``: its image file (``images``: key → encoded bytes, each
     image once), then its question ``rows`` (``INPUT_SCHEMA``), so a question file never lacks its images."""
@@ -64,13 +56,6 @@ def write_shard(out_dir: Path, index: int, rows: list[dict], images: dict[str, b
 def image_key(image: bytes | None) -> str | None:
     """The key of encoded image bytes in a shard's image file (hex sha256); None for a missing image."""
     return None if image is None else hashlib.sha256(image).hexdigest()
-
-
-def write_json_atomic(record: dict, path: Path) -> None:
-    """``json.dump`` to ``path`` via a temp file and rename (a kill never leaves half a file)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(record, indent=2))
-    os.replace(tmp, path)
 
 
 def prepare_benchmark(

@@ -12,14 +12,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.manifest import Variant
-from pipeline.stages.prepare import write_atomic
+from pipeline.stages.atomic import write_atomic
 from pipeline.stages.write import partition_dir
+
+if TYPE_CHECKING:  # the module is imported by the PendingFilter actor, which should not import torch (via the manifest)
+    from pipeline.manifest import Variant
 
 
 @dataclass

@@ -4,11 +4,10 @@ from __future__ import annotations
 import polars as pl
 import pyarrow as pa
 
-from pipeline.model.timing import STEP_TIMINGS
-
 # Model-stage output column (not written): out-of-memory splits of the batch, counted on its first row.
 OOM_SPLITS = "oom_splits"
-TIMING_COLUMNS = (*STEP_TIMINGS, "other_ms")  # plus the model actor's time outside them, per row, ms
+# Per row, ms: the model's four steps (``pipeline.model.timing.STEP_TIMINGS``) and the model actor's time outside them.
+TIMING_COLUMNS = ("vision_ms", "select_ms", "prefill_ms", "decode_ms", "other_ms")
 # Noun phrases as character spans into the question (``icctp.nouns.Phrase``), written by the nouns stage.
 NOUN_SPANS = pa.list_(pa.struct([("text", pa.string()), ("start", pa.int32()), ("end", pa.int32())]))
 

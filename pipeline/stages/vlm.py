@@ -25,9 +25,9 @@ import pyarrow as pa
 import torch
 
 from pipeline.manifest import Variant
-from pipeline.model.timing import now_ms
+from pipeline.model.timing import STEP_TIMINGS, now_ms
 from pipeline.stages.preprocess import from_arrow
-from pipeline.stages.schema import OOM_SPLITS, PREDICTION_SCHEMA, STEP_TIMINGS
+from pipeline.stages.schema import OOM_SPLITS, PREDICTION_SCHEMA
 
 logger = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline.stages.prepare import write_atomic
+from pipeline.stages.atomic import write_atomic
 from pipeline.stages.schema import OOM_SPLITS
 
 SUMMARY_SCHEMA = pa.schema(
