@@ -152,6 +152,7 @@ def report_lines(run: Path) -> list[str]:
     return text.split("## Versus the paper\n", 1)[1].split("\n## ", 1)[0].splitlines()
 
 
+@pytest.mark.slow  # a whole report of a ten-benchmark run, figures included
 def test_table1_run_beside_the_paper(tmp_path):
     run = table_run(tmp_path, 1)
     lines = report_lines(run)
@@ -206,6 +207,7 @@ def test_table1_cells_and_summary_values(tmp_path):
     assert "largest: pope/FastV@32 +29.1" in line  # 86 x (1 - 0.3 x 544/576) = 61.63 vs 32.5
 
 
+@pytest.mark.slow  # a whole report, figures included
 def test_table2_next_run_names_the_papers_token_counts(tmp_path):
     lines = report_lines(table_run(tmp_path, 2))
     assert [x.split(" |")[0] for x in lines if x.startswith("| **")] == [

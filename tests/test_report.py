@@ -126,6 +126,7 @@ def test_run_info_helpers():
     assert new_tokens({}) == 16
 
 
+@pytest.mark.slow  # a whole report and a heatmap through jobs/report.py
 def test_report_job_writes_heatmaps(run, capsys):
     spec = importlib.util.spec_from_file_location("job_report", ROOT / "jobs" / "report.py")
     job = importlib.util.module_from_spec(spec)

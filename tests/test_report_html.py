@@ -69,23 +69,32 @@ def run(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def html(run) -> str:
-    """``report.html`` of ``run``, written once for the tests that only read it."""
-    write_report(run)
+def written(run):
+    """``write_report(run)``, once for the module: (report.md's path, the directories the predictions were
+    scanned from, the ``Report`` that ``build_report`` computed for it)."""
+    scans, built = [], []
+    scan, build = writer.scan_predictions, writer.build_report
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(writer, "scan_predictions", lambda d: scans.append(d) or scan(d))
+        patch.setattr(writer, "build_report", lambda *a, **k: built.append(build(*a, **k)) or built[-1])
+        md_path = write_report(run)
+    return md_path, scans, built[0]
+
+
+@pytest.fixture(scope="module")
+def html(run, written) -> str:
+    """``report.html`` of ``run``, for the tests that only read it."""
     return (run / "report.html").read_text()
 
 
-def test_one_model_rendered_twice_with_the_same_tables(run, monkeypatch):
-    scans = []
-    original = writer.scan_predictions
-    monkeypatch.setattr(writer, "scan_predictions", lambda d: scans.append(d) or original(d))
-    md_path = write_report(run)
+def test_one_model_rendered_twice_with_the_same_tables(run, written):
+    md_path, scans, report = written
     assert len(scans) == 1  # the predictions are read once for every table
     markdown, page = md_path.read_text(), Page()
     page.feed((run / "report.html").read_text())
     md_tables = markdown_tables(markdown)
     # aggregate, vqav2, pope, mme, intervals, versus the paper, efficiency
-    assert len(md_tables) == len(page.tables) == len(writer.build_report(run).tables()) == 7
+    assert len(md_tables) == len(page.tables) == len(report.tables()) == 7
     for md, html in zip(md_tables, page.tables):
         assert [[c.strip() for c in row] for row in html] == md
     for title in ("Aggregate", "Benchmarks", "Headline with 95% intervals", "Versus the paper", "Efficiency", "Plots"):
@@ -120,8 +129,8 @@ def test_numbers_right_aligned_and_retention_coloured(html):
     assert shade(75.0) == "background:hsl(60,70%,82%)"
 
 
-def test_paper_table_keeps_its_row_order(run):
-    report = writer.build_report(run)
+def test_paper_table_keeps_its_row_order(written):
+    report = written[2]
     paper = next(s for s in report.sections if s.title == "Versus the paper")
     table = next(b for b in paper.blocks if isinstance(b, Table))
     assert not table.sortable and table.right == tuple(table.frame.columns[1:])
