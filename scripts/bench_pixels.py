@@ -13,9 +13,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import shlex
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from benchlib import append_to_section, cpu_model  # noqa: E402
+from benchlib import append_to_section, cpu_model, median_seconds  # noqa: E402
 from transformers import AutoProcessor  # noqa: E402
 
 from pipeline.fixtures import ensure_fixtures, tiny_model_path  # noqa: E402
@@ -35,16 +33,6 @@ from pipeline.model.llava import processed_pixels  # noqa: E402
 SECTION = "## Pixel stacking (bench_pixels)"
 INTRO = ("`scripts/bench_pixels.py`: one batch through the image processor, pixels stacked by transformers\n"
          "(`return_tensors=\"pt\"`) or by `processed_pixels` (one block per run, newest last).")
-
-
-def median_s(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main(argv=None) -> int:
@@ -63,8 +51,8 @@ def main(argv=None) -> int:
     for kind, shapes in sides.items():
         processor = AutoProcessor.from_pretrained(str(tiny_model_path(kind))).image_processor
         images = [Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)) for h, w in shapes]
-        stock = median_s(lambda: processor(images, return_tensors="pt"), args.repeats)  # noqa: B023
-        ours = median_s(lambda: processed_pixels(processor, images), args.repeats)  # noqa: B023
+        stock = median_seconds(lambda: processor(images, return_tensors="pt"), args.repeats)  # noqa: B023
+        ours = median_seconds(lambda: processed_pixels(processor, images), args.repeats)  # noqa: B023
         lines.append(f"| {type(processor).__name__} ({kind}) | {len(images)} | {stock * 1e3:.0f} | {ours * 1e3:.0f} "
                      f"| {stock / ours:.2f}x |")
     block = "\n".join(lines)

@@ -19,9 +19,7 @@ import argparse
 import datetime
 import os
 import shlex
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -33,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from benchlib import append_to_section, cpu_model  # noqa: E402
+from benchlib import append_to_section, cpu_model, median_seconds  # noqa: E402
 from reference_algorithm import reference_icctp  # noqa: E402
 
 from icctp import prumerge, prumerge_plus, tome_merge, tome_schedule, visionzip_compress  # noqa: E402
@@ -46,18 +44,6 @@ INTRO = ("`scripts/bench_select.py`: selection time at the LLaVA-1.5-7B shape, m
          "7B decoder layer forward on the kept sequence in the same run (one block per run, newest last).")
 GOAL = 0.01
 N_LAYERS = 32
-
-
-def median_seconds(fn, repeats: int, warmup: bool = True) -> float:
-    """Median wall time of `fn()` over `repeats` calls, after one untimed warm-up call if `warmup`."""
-    if warmup:
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def decoder_layer_seconds(batch: int, seq: int, repeats: int) -> float:

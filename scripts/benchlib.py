@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import platform
+import statistics
+import time
 from pathlib import Path
 
 BENCHMARKS_MD = Path(__file__).resolve().parents[1] / "BENCHMARKS.md"
@@ -33,3 +35,15 @@ def append_to_section(section: str, intro: str, block: str, path: Path = BENCHMA
     lines[end:end] = ["", *block.rstrip("\n").splitlines()]
     path.write_text("\n".join(lines).rstrip("\n") + "\n")
 
+
+
+def median_seconds(fn, repeats: int, warmup: bool = True) -> float:
+    """Median wall time of ``fn()`` over ``repeats`` calls, after one untimed warm-up call if ``warmup``."""
+    if warmup:
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
