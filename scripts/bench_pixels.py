@@ -1,5 +1,5 @@
 """Time the image processor's pixel stacking: ``return_tensors="pt"`` (transformers stacks the per-image
-arrays with ``np.array``) against ``pipeline.model.llava.processed_pixels`` (``torch.stack`` of the same
+arrays with ``np.array``) against ``pipeline.model.visual.processed_pixels`` (``torch.stack`` of the same
 arrays), on the tiny LLaVA-1.5's CLIP processor and the tiny LLaVA-NeXT's any-resolution one.
 
 Images: ``--images`` random RGB pictures (336 x 336 for LLaVA-1.5; 300-500 px sides, several grid counts,
@@ -28,7 +28,7 @@ from benchlib import append_to_section, cpu_model, median_seconds  # noqa: E402
 from transformers import AutoProcessor  # noqa: E402
 
 from pipeline.fixtures import ensure_fixtures, tiny_model_path  # noqa: E402
-from pipeline.model.llava import processed_pixels  # noqa: E402
+from pipeline.model.visual import processed_pixels  # noqa: E402
 
 SECTION = "## Pixel stacking (bench_pixels)"
 INTRO = ("`scripts/bench_pixels.py`: one batch through the image processor, pixels stacked by transformers\n"

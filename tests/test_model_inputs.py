@@ -103,7 +103,7 @@ def test_processed_pixels_equal_the_processors_own_tensors(kind, fixtures_root):
     from transformers import AutoProcessor
 
     from pipeline.fixtures import tiny_model_path
-    from pipeline.model.llava import processed_pixels
+    from pipeline.model.visual import processed_pixels
 
     processor = AutoProcessor.from_pretrained(str(tiny_model_path(kind))).image_processor
     rng = np.random.default_rng(0)

@@ -18,20 +18,9 @@ import torch
 from PIL import Image
 
 from pipeline.model import vision
-from pipeline.model.visual import ImagePixels, VisualTokens
+from pipeline.model.visual import ImagePixels, VisualTokens, processed_pixels
 
 MODEL_CLASS = "LlavaForConditionalGeneration"  # the transformers class ``load_vlm`` loads for this family
-
-def processed_pixels(image_processor, images: list[Image.Image]) -> tuple[torch.Tensor, dict]:
-    """The image processor's ``pixel_values`` for ``images`` stacked into one float tensor (N, ...), and
-    its other outputs.
-
-    Taken as per-image arrays and stacked by ``torch.stack`` rather than with ``return_tensors="pt"``
-    (``np.array`` over the arrays): the same values bit for bit, 1.6x faster for LLaVA-NeXT's padded grids and
-    as fast for LLaVA-1.5's single grid (``scripts/bench_pixels.py``)."""
-    out = dict(image_processor(images))
-    return torch.stack([torch.as_tensor(v) for v in out.pop("pixel_values")]), out
-
 
 def pixel_inputs(processor, config, images: list[Image.Image], keys: list[str],
                  dtype: torch.dtype) -> list[ImagePixels]:

@@ -19,8 +19,7 @@ import torch
 from PIL import Image
 
 from pipeline.model import compat, vision
-from pipeline.model.llava import processed_pixels
-from pipeline.model.visual import ImagePixels, VisualTokens
+from pipeline.model.visual import ImagePixels, VisualTokens, processed_pixels
 
 MODEL_CLASS = "LlavaNextForConditionalGeneration"  # the transformers class ``load_vlm`` loads for this family
 NEWLINE = -1
