@@ -1,5 +1,6 @@
 """A local multi-node Ray cluster on this machine: a head and worker nodes, each a ``ray start --block``
-process in its own session, on private ports and one private temp dir; nodes are killed one by one."""
+process in its own session, on private ports and one private temp dir; nodes are killed one by one.
+Each node's own output goes to ``<tmp>/node-<i>.log``, whose tail a failed start reports."""
 from __future__ import annotations
 
 import json
@@ -22,6 +23,7 @@ class LocalCluster:
     def __init__(self, tmp: str, head_cpus: int = 4):
         self.tmp, self.env = tmp, ray_env(tmp)
         self.workers: list[subprocess.Popen] = []
+        self.logs: list[Path] = []
         gcs, client, *ports = free_ports(8)
         self.address = f"127.0.0.1:{gcs}"
         self.head = self._start(["--head", f"--port={gcs}", f"--ray-client-server-port={client}",
@@ -30,14 +32,17 @@ class LocalCluster:
 
     def _start(self, args: list[str], ports: list[int]) -> subprocess.Popen:
         nm, om, metrics, agent_http, agent_grpc, env_agent = ports
-        worker_low = free_ports(1)[0]
+        # worker ports 0: each worker binds one the kernel picks. A fixed range could hold a port given to
+        # another component (``ray start`` then exits with 1), or one in use by another process.
         cmd = [RAY, "start", "--block", f"--temp-dir={self.tmp}", *args, f"--node-manager-port={nm}",
                f"--object-manager-port={om}", f"--metrics-export-port={metrics}",
                f"--dashboard-agent-listen-port={agent_http}", f"--dashboard-agent-grpc-port={agent_grpc}",
                f"--runtime-env-agent-port={env_agent}", f"--object-store-memory={OBJECT_STORE_BYTES}",
-               "--disable-usage-stats", f"--min-worker-port={worker_low}", f"--max-worker-port={worker_low + 200}"]
-        return subprocess.Popen(cmd, env=self.env, start_new_session=True, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
+               "--disable-usage-stats", "--min-worker-port=0", "--max-worker-port=0"]
+        log = Path(self.tmp) / f"node-{len(self.logs)}.log"
+        self.logs.append(log)
+        with log.open("wb") as sink:
+            return subprocess.Popen(cmd, env=self.env, start_new_session=True, stdout=sink, stderr=subprocess.STDOUT)
 
     def add_worker(self, cpus: int, resources: dict[str, float]) -> subprocess.Popen:
         proc = self._start([f"--address={self.address}", f"--num-cpus={cpus}",
@@ -61,12 +66,14 @@ class LocalCluster:
     def _wait_nodes(self, n: int, timeout: float = 300) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.head.poll() is not None:
-                raise RuntimeError(f"the Ray head exited with {self.head.returncode}")
+            for proc, log in zip([self.head, *self.workers], self.logs):
+                if proc.poll() is not None:
+                    raise RuntimeError(f"{log.stem} exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
             if self.alive_nodes() >= n:
                 return
             time.sleep(1)
-        raise RuntimeError(f"{n} Ray nodes did not come up within {timeout:.0f} s")
+        tails = "\n".join(f"{log.stem}: {log.read_text()[-1500:]}" for log in self.logs)
+        raise RuntimeError(f"{n} Ray nodes did not come up within {timeout:.0f} s\n{tails}")
 
     def kill_worker(self, proc: subprocess.Popen) -> None:
         """SIGKILL a worker node: its ``ray start`` process group (raylet, object store, its workers)."""

@@ -96,26 +96,27 @@ class RayHead:
 
 
 def start_head(tmp: str, num_cpus: int = 4) -> RayHead:
-    """``ray start --head --block`` on 127.0.0.1, private ports and temp dir ``tmp``; returns once its
-    dashboard answers (jobs can then be submitted)."""
+    """``ray start --head --block`` on 127.0.0.1, private ports and temp dir ``tmp`` (its output in
+    ``<tmp>/head.log``); returns once its dashboard answers (jobs can then be submitted)."""
     import urllib.request
 
     gcs, dash, client, agent_http, agent_grpc, env_agent, metrics, nm, om = free_ports(9)
-    ray_bin = str(Path(sys.executable).parent / "ray")
-    proc = subprocess.Popen(
-        [ray_bin, "start", "--head", "--block", f"--temp-dir={tmp}", "--node-ip-address=127.0.0.1",
-         f"--port={gcs}", f"--num-cpus={num_cpus}",
-         "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}",
-         f"--ray-client-server-port={client}", f"--dashboard-agent-listen-port={agent_http}",
-         f"--dashboard-agent-grpc-port={agent_grpc}", f"--runtime-env-agent-port={env_agent}",
-         f"--metrics-export-port={metrics}", f"--node-manager-port={nm}", f"--object-manager-port={om}",
-         "--disable-usage-stats"],
-        env=ray_env(tmp), start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ray_bin, log = str(Path(sys.executable).parent / "ray"), Path(tmp) / "head.log"
+    with log.open("wb") as sink:
+        proc = subprocess.Popen(
+            [ray_bin, "start", "--head", "--block", f"--temp-dir={tmp}", "--node-ip-address=127.0.0.1",
+             f"--port={gcs}", f"--num-cpus={num_cpus}",
+             "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}",
+             f"--ray-client-server-port={client}", f"--dashboard-agent-listen-port={agent_http}",
+             f"--dashboard-agent-grpc-port={agent_grpc}", f"--runtime-env-agent-port={env_agent}",
+             f"--metrics-export-port={metrics}", f"--node-manager-port={nm}", f"--object-manager-port={om}",
+             "--disable-usage-stats"],
+            env=ray_env(tmp), start_new_session=True, stdout=sink, stderr=subprocess.STDOUT)
     head = RayHead(f"127.0.0.1:{gcs}", f"http://127.0.0.1:{dash}", tmp, proc)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"ray start --head exited with {proc.returncode}")
+            raise RuntimeError(f"ray start --head exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
         try:
             urllib.request.urlopen(f"{head.dashboard}/api/version", timeout=2)
             return head
