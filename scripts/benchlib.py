@@ -36,7 +36,6 @@ def append_to_section(section: str, intro: str, block: str, path: Path = BENCHMA
     path.write_text("\n".join(lines).rstrip("\n") + "\n")
 
 
-
 def median_seconds(fn, repeats: int, warmup: bool = True) -> float:
     """Median wall time of ``fn()`` over ``repeats`` calls, after one untimed warm-up call if ``warmup``."""
     if warmup:

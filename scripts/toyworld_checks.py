@@ -69,10 +69,12 @@ def main(argv=None) -> int:
         {"splice": break_splice, "positions": break_positions}[args.defect]()
     vlm = load_vlm(args.model or tiny_model_path("toyworld"))
     out = Path(tempfile.mkdtemp(prefix="toyworld-checks-"))
-    samples = T.read_samples({name: {"test": str(path)} for name, path in
-                              tw.write_tables(out, seed=args.seed, n=args.questions).items()})
-    ablated = T.read_samples({name: {"test": str(path)} for name, path in
-                              tw.write_tables(out / "ablated", seed=args.seed, n=args.questions, ablate=True).items()})
+
+    def questions(**kwargs) -> dict[str, list[dict]]:
+        paths = tw.write_tables(out, seed=args.seed, n=args.questions, **kwargs)
+        return T.read_samples({name: {"test": str(path)} for name, path in paths.items()})
+
+    samples, ablated = questions(), questions(prefix="ablated_", ablate=True)
     print(f"seed {args.seed}, {args.questions} + {args.questions} questions, model {args.model or 'fixture:toyworld'}"
           f"{', broken: ' + args.defect if args.defect else ''}\n")
     print("| benchmark | full | ICCTP@16 | CLS@16 | paired ICCTP − CLS | asked object removed | floor |")
